@@ -1,0 +1,145 @@
+"""The ``kcg`` command line: ``kcg run``, one command per stage, ``query`` and ``diff``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from pipeline.config import load_config
+from pipeline.fsutil import KcgError
+from pipeline.runner import STAGE_ORDER, Context, DirectTree, NotBuiltError, run_stages
+
+DEFAULT_CONFIG = "configs/default.yaml"
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help=f"run configuration (default: {DEFAULT_CONFIG})")
+    p.add_argument("--output", type=Path, help="output directory (default: outputs/<config name>)")
+    p.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 1,
+                   help="parallel jobs (default: number of cores)")
+    p.add_argument("--force", action="store_true", help="rerun stages even when up to date")
+    p.add_argument("--source", type=Path, dest="source_dir",
+                   help="direct-tree mode: an already built kernel tree (runs from parse on)")
+    p.add_argument("--compile-commands", type=Path, help="direct-tree mode: its compile database")
+    p.add_argument("--stack-usage", type=Path,
+                   help="direct-tree mode: where the .su files are (default: beside the objects)")
+    p.add_argument("--executor", choices=("local", "dask"), default="local",
+                   help="where parse tasks run (default: a local process pool)")
+    p.add_argument("--scheduler", help="Dask scheduler address for --executor dask")
+    p.add_argument("--facts-store", type=Path,
+                   help="content-addressed facts store (default: ~/.cache/kcg/facts)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="kcg", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run every stage in order (or --from/--to a range)")
+    _add_run_options(run)
+    run.add_argument("--from", dest="from_stage", choices=STAGE_ORDER,
+                     help="start at this stage (it is rerun; earlier outputs must exist)")
+    run.add_argument("--to", dest="to_stage", choices=STAGE_ORDER, help="stop after this stage")
+    for name in STAGE_ORDER:
+        sp = sub.add_parser(name, help=f"run only the {name} stage")
+        _add_run_options(sp)
+    q = sub.add_parser("query", help="answer questions from a callgraph.sqlite database")
+    q.add_argument("--db", type=Path, required=True)
+    q.add_argument("--json", action="store_true")
+    q.add_argument("what", choices=("stack", "callers", "callees", "path", "icall", "roots"))
+    q.add_argument("args", nargs="*")
+    d = sub.add_parser("diff", help="what changed between two output directories")
+    d.add_argument("out_a", type=Path)
+    d.add_argument("out_b", type=Path)
+    d.add_argument("--json", action="store_true")
+    return ap
+
+
+def make_context(args: argparse.Namespace) -> Context:
+    direct = None
+    if args.source_dir or args.compile_commands:
+        if not (args.source_dir and args.compile_commands):
+            raise KcgError("direct-tree mode needs both --source DIR and --compile-commands FILE")
+        if args.config:
+            raise KcgError("--config and direct-tree mode (--source/--compile-commands) exclude each other")
+        if not args.output:
+            raise KcgError("direct-tree mode needs --output DIR")
+        direct = DirectTree(args.source_dir, args.compile_commands, args.stack_usage)
+        config = None
+        out = args.output
+    else:
+        config = load_config(args.config or DEFAULT_CONFIG)
+        out = args.output or config.output or Path("outputs") / config.name
+    if args.jobs < 1:
+        raise KcgError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.executor == "dask" and not args.scheduler:
+        raise KcgError("--executor dask needs --scheduler ADDRESS")
+    return Context(out=out.resolve(), config=config, jobs=args.jobs, force=args.force, direct=direct,
+                   executor=args.executor, scheduler=args.scheduler,
+                   facts_store=args.facts_store, progress=not args.no_progress and sys.stderr.isatty())
+
+
+def select_stages(args: argparse.Namespace, ctx: Context) -> tuple[list[str], str | None]:
+    if args.command != "run":
+        return [args.command], args.command
+    names = list(STAGE_ORDER)
+    first = args.from_stage
+    if ctx.direct and first in ("source", "build"):
+        raise KcgError("direct-tree mode starts from parse: the tree is already built")
+        # source and build only record the given tree and import its compile database.
+    start = names.index(first) if first else 0
+    end = names.index(args.to_stage) + 1 if args.to_stage else len(names)
+    if start >= end:
+        raise KcgError(f"--from {first} comes after --to {args.to_stage}")
+    return names[start:end], first
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.stages import get_stages
+
+    ctx = make_context(args)
+    names, first = select_stages(args, ctx)
+    registry = get_stages()
+    t0 = time.monotonic()
+    try:
+        rows = run_stages(ctx, [registry[n] for n in names], first_forced=first,
+                          log=lambda s: print(s, file=sys.stderr))
+    except NotBuiltError as e:
+        print(f"kcg: {e}", file=sys.stderr)
+        return 3
+    print(f"\n== kcg summary: {ctx.out} ({time.monotonic() - t0:.1f}s) ==")
+    for name, status, result in rows:
+        print(f"{name:9} {status}")
+        if result:
+            for line in result.summary:
+                print(f"          {line}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "query":
+            from pipeline.query import main as query_main
+            return query_main(args)
+        if args.command == "diff":
+            from pipeline.diff import main as diff_main
+            return diff_main(args)
+        return cmd_run(args)
+    except ImportError as e:
+        if e.name and e.name.startswith("pipeline."):
+            print(f"kcg: '{args.command}' is not built yet ({e.name} does not exist)", file=sys.stderr)
+            return 3
+        raise
+    except KcgError as e:
+        print(f"kcg: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("kcg: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,982 @@
+"""libclang AST → facts (:mod:`pipeline.facts`) for one translation unit.
+
+Runs inside parse workers.  Cost is what matters here: a kernel TU has ~15k top-level cursors
+(mostly from headers) and ~10k cursors in its main file, and every libclang property read is a
+ctypes call.  So we visit only the main file's top-level declarations (plus any ``.c`` file it
+includes, as ``kernel/sched/build_policy.c`` does), read each property once, and extract a header
+function only when code we walk refers to it — once per worker process, not once per TU.
+
+Kernel idioms handled here (see ``../shared/notes/libclang-ast.md``):
+
+- ``BPF_CALL_x`` (include/linux/filter.h): the wrapper calls ``((btf_x)____x)(...)``, a
+  ``CALL_EXPR`` with no referenced decl; stripping parens and casts reaches ``____x``.
+- Anonymous records: named from the enclosing record (``struct a::field`` for a named member,
+  the parent's own name for a transparent member), never from the absolute path clang prints.
+- ``BTF_ID_FLAGS`` and friends (include/linux/btf_ids.h) expand to file-scope asm or to nothing,
+  so kfunc sets are read from macro instantiations (only in TUs whose text mentions them).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import re
+from typing import Any
+
+from clang import cindex as ci
+
+from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
+
+EXTRACTOR_VERSION = 1
+
+K = ci.CursorKind
+TK = ci.TypeKind
+_lib = ci.conf.lib
+_lib.clang_getCursorBinaryOperatorKind.argtypes = [ci.Cursor]
+_lib.clang_getCursorBinaryOperatorKind.restype = ctypes.c_int
+_lib.clang_getCursorUnaryOperatorKind.argtypes = [ci.Cursor]
+_lib.clang_getCursorUnaryOperatorKind.restype = ctypes.c_int
+_lib.clang_Location_isFromMainFile.argtypes = [ci.SourceLocation]
+_lib.clang_Location_isFromMainFile.restype = ctypes.c_int
+# Raw entry points with our own signatures (pointer compares without building File objects).
+_raw = ctypes.CDLL(_lib._name)
+_raw.clang_getFile.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+_raw.clang_getFile.restype = ctypes.c_void_p
+_raw.clang_getInstantiationLocation.argtypes = [ci.SourceLocation, ctypes.POINTER(ctypes.c_void_p),
+                                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+_raw.clang_getInstantiationLocation.restype = None
+BO_ASSIGN, BO_COMMA = 22, 33  # CXBinaryOperatorKind
+UO_ADDROF, UO_DEREF = 5, 6  # CXUnaryOperatorKind
+
+# Expression wrappers that do not change which object or function an expression names.
+_TRANSPARENT = {K.UNEXPOSED_EXPR, K.PAREN_EXPR, K.CSTYLE_CAST_EXPR}
+_RECORD_DECLS = {K.STRUCT_DECL, K.UNION_DECL}
+_FN_TYPES = {TK.FUNCTIONPROTO, TK.FUNCTIONNOPROTO}
+
+# Kernel attribute macros and the facts they stand for (include/linux/compiler_types.h,
+# include/linux/init.h).  Read from the text before a definition's name.
+_ATTR_TOKENS = {
+    "inline": "inline", "__inline": "inline", "__inline__": "inline",
+    "__always_inline": "always_inline", "noinline": "noinline", "__noinline": "noinline",
+    "notrace": "notrace", "__used": "used", "__weak": "weak", "__bpf_kfunc": "bpf_kfunc",
+    "__kprobes": "kprobes", "noinstr": "noinstr", "__init": "init", "__exit": "exit",
+    "__cold": "cold", "__noreturn": "noreturn", "__naked": "naked",
+}
+_SECTION_OF = {
+    "noinstr": ".noinstr.text", "__init": ".init.text", "__exit": ".exit.text",
+    "__kprobes": ".kprobes.text", "__sched": ".sched.text", "__cpuidle": ".cpuidle.text",
+    "__irq_entry": ".irqentry.text", "__softirq_entry": ".softirqentry.text",
+}
+_WORD_RE = re.compile(rb"[A-Za-z_]\w*")
+_SECTION_RE = re.compile(rb"__section\(\s*\"([^\"]+)\"\s*\)|__section__\s*\(\s*\"([^\"]+)\"")
+_ATTR_WEAK_RE = re.compile(rb"__attribute__\s*\(\(\s*(?:__)?weak(?:__)?\s*\)\)")
+_ATTR_INLINE_RE = re.compile(rb"__attribute__\s*\(\(\s*(?:__)?always_inline(?:__)?\s*\)\)")
+
+# btf_ids.h macros that open and close a set (6.1: BTF_SET8_*; 6.8+: BTF_KFUNCS_*).
+_SET_START = {"BTF_SET8_START", "BTF_KFUNCS_START", "BTF_SET_START", "BTF_ID_LIST",
+              "BTF_ID_LIST_GLOBAL", "BTF_ID_LIST_SINGLE", "BTF_SET_START_GLOBAL"}
+_SET_END = {"BTF_SET8_END", "BTF_KFUNCS_END", "BTF_SET_END"}
+_SET_MEMBER = {"BTF_ID_FLAGS", "BTF_ID"}
+BTF_TEXT_RE = re.compile(rb"\bBTF_(?:SET8_START|KFUNCS_START|SET_START|ID_FLAGS|ID_LIST)\b")
+
+PROTO_TYPE = "const struct bpf_func_proto *"
+PROTO_RECORD = "struct bpf_func_proto"
+VERIFIER_OPS_RECORD = "struct bpf_verifier_ops"
+
+
+def _canon(t: ci.Type) -> str:
+    return t.get_canonical().spelling
+
+
+def _fn_type_of_pointer(t: ci.Type) -> ci.Type | None:
+    """The function type a function-pointer type points to (through typedefs/qualifiers)."""
+    c = t.get_canonical()
+    if c.kind == TK.POINTER:
+        p = c.get_pointee()
+        if p.kind in _FN_TYPES:
+            return p
+    if c.kind in _FN_TYPES:
+        return c
+    return None
+
+
+def strip(c: ci.Cursor) -> ci.Cursor:
+    """Skip parens, casts and implicit conversions (the way C code names a value)."""
+    while c.kind in _TRANSPARENT:
+        kids = list(c.get_children())
+        if not kids:
+            return c
+        c = kids[-1]  # a C cast's children are [TYPE_REF..., expr]
+    return c
+
+
+class Extractor:
+    """Walks one parsed TU and builds its facts document (plus header-function documents)."""
+
+    def __init__(self, tu: ci.TranslationUnit, main_file: str, paths: PathMap, *,
+                 file_hash: Any, seen_headers: set[str], store_has: Any = None):
+        self.tu = tu
+        self.main_file = main_file
+        self.paths = paths
+        self.file_hash = file_hash  # rel path -> content hash (memoised by the caller)
+        self.seen_headers = seen_headers  # header-function keys already extracted (per process)
+        self.store_has = store_has or (lambda key: False)
+        self.doc = empty_tu(paths.rel(main_file))
+        self._record_names: dict[int, str] = {}
+        self._fn_ids: dict[int, tuple[str, str, str]] = {}
+        self._has_fnptr: dict[int, bool] = {}
+        self._texts: dict[str, bytes] = {}
+        self._header_queue: list[tuple[str, ci.Cursor]] = []
+        self.header_docs: list[dict[str, Any]] = []
+        # The document that facts go to: the TU's, or a header function's while we walk it.
+        self.sink: dict[str, Any] = self.doc
+
+    # ---- names ---------------------------------------------------------------------------
+
+    def rel(self, f: ci.File | str | None) -> str:
+        if f is None:
+            return "<unknown>"
+        return self.paths.rel(f if isinstance(f, str) else f.name)
+
+    def text_of(self, path: str) -> bytes:
+        t = self._texts.get(path)
+        if t is None:
+            try:
+                with open(path, "rb") as fh:
+                    t = fh.read()
+            except OSError:
+                t = b""
+            self._texts[path] = t
+        return t
+
+    def record_name(self, decl: ci.Cursor) -> str:
+        """A stable name for a record declaration, identical in every TU."""
+        decl = decl.canonical
+        h = decl.hash
+        name = self._record_names.get(h)
+        if name is not None:
+            return name
+        kind = "union" if decl.kind == K.UNION_DECL else "struct"
+        if not decl.is_anonymous():
+            name = f"{kind} {decl.spelling}" if " " not in decl.spelling else decl.spelling
+        else:
+            parent = decl.semantic_parent
+            name = None
+            if parent is not None and parent.kind in _RECORD_DECLS:
+                pname = self.record_name(parent)
+                name = pname  # transparent member: its fields read as the parent's
+                for f in parent.get_children():
+                    if f.kind == K.FIELD_DECL and f.spelling:
+                        td = f.type.get_canonical().get_declaration()
+                        if td is not None and td.kind in _RECORD_DECLS and td.canonical == decl:
+                            name = f"{pname}::{f.spelling}"
+                            break
+            if name is None:
+                loc = decl.location
+                name = f"{kind} (anonymous at {self.rel(loc.file)}:{loc.line}:{loc.column})"
+        self._record_names[h] = name
+        return name
+
+    def record_of_type(self, t: ci.Type) -> str | None:
+        c = t.get_canonical()
+        if c.kind == TK.RECORD:
+            d = c.get_declaration()
+            return self.record_name(d) if d.kind in _RECORD_DECLS else None
+        if c.kind == TK.ELABORATED:
+            return self.record_of_type(c.get_named_type())
+        return None
+
+    def pointee_record(self, t: ci.Type) -> str | None:
+        c = t.get_canonical()
+        return self.record_of_type(c.get_pointee()) if c.kind == TK.POINTER else None
+
+    def has_fnptr_fields(self, t: ci.Type, depth: int = 0) -> bool:
+        """Whether a record (or embedded records in it) holds function pointers."""
+        c = t.get_canonical()
+        if c.kind != TK.RECORD or depth > 3:
+            return False
+        d = c.get_declaration()
+        h = d.hash
+        hit = self._has_fnptr.get(h)
+        if hit is not None:
+            return hit
+        self._has_fnptr[h] = False  # cycle guard
+        found = False
+        for f in d.get_children():
+            if f.kind == K.FIELD_DECL:
+                ft = f.type.get_canonical()
+                if _fn_type_of_pointer(ft) is not None or (
+                    ft.kind == TK.CONSTANTARRAY and _fn_type_of_pointer(ft.element_type) is not None
+                ) or self.has_fnptr_fields(ft, depth + 1):
+                    found = True
+                    break
+        self._has_fnptr[h] = found
+        return found
+
+    def fn_ident(self, decl: ci.Cursor) -> tuple[str, str, str]:
+        """(id, linkage, rel file of the definition or declaration) of a function decl.
+
+        A function defined in a header is queued for extraction (once per process) and noted as
+        a reference of whatever is being extracted now, so link can follow the closure.
+        """
+        key = decl.canonical.hash
+        hit = self._fn_ids.get(key)
+        if hit is None:
+            d = decl.get_definition() or decl
+            name = d.spelling
+            linkage = "internal" if d.linkage == ci.LinkageKind.INTERNAL else "external"
+            f = self.rel(d.location.file)
+            hkey = None
+            if d.is_definition() and is_header(f):
+                loc = d.location
+                hkey = self.header_key(f, loc.line, loc.column, name)
+                if hkey not in self.seen_headers and not self.store_has(hkey):
+                    self.seen_headers.add(hkey)
+                    self._header_queue.append((hkey, d))
+            hit = (function_id(name, linkage, f), linkage, f, hkey)
+            self._fn_ids[key] = hit
+        if hit[3] is not None:
+            self.sink["header_functions"].append(hit[3])
+        return hit[0], hit[1], hit[2]
+
+    def var_ident(self, decl: ci.Cursor) -> str:
+        d = decl.get_definition() or decl
+        internal = d.linkage == ci.LinkageKind.INTERNAL or d.linkage == ci.LinkageKind.NO_LINKAGE
+        f = self.rel(d.location.file)
+        if d.semantic_parent is not None and d.semantic_parent.kind == K.FUNCTION_DECL:
+            return f"{d.semantic_parent.spelling}.{d.spelling}@{f}"  # a function's static local
+        return f"{d.spelling}@{f}" if internal else d.spelling
+
+    # ---- header functions ----------------------------------------------------------------
+
+    def header_key(self, rel_file: str, line: int, col: int, name: str) -> str:
+        h = hashlib.sha256(
+            f"{FACTS_SCHEMA}|{EXTRACTOR_VERSION}|{rel_file}|{line}|{col}|{name}|"
+            f"{self.file_hash(rel_file)}".encode()
+        ).hexdigest()
+        return "h" + h[:40]
+
+    # ---- top level -----------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        main_text = self.text_of(self.main_file)
+        # Compare CXFile pointers of expansion locations: a function made by a macro
+        # (BPF_CALL_x) is *spelled* in filter.h but *expanded* in the main file.
+        wanted = {self._file_ptr(self.main_file)} | {
+            self._file_ptr(f) for f in self._included_c_files()}
+        wanted.discard(None)
+        fptr = ctypes.c_void_p()
+        for c in self.tu.cursor.get_children():
+            _raw.clang_getInstantiationLocation(_lib.clang_getCursorLocation(c),
+                                                ctypes.byref(fptr), None, None, None)
+            if fptr.value not in wanted:
+                continue
+            kind = c.kind
+            if kind == K.FUNCTION_DECL:
+                if c.is_definition():
+                    self.sink["functions"].append(self.function(c))
+            elif kind == K.VAR_DECL:
+                self.global_var(c)
+        if BTF_TEXT_RE.search(main_text):
+            self.btf_sets()
+        self._drain_headers()
+        self._finish_bpf()
+        self.doc["header_functions"] = sorted(set(self.doc["header_functions"]))
+        return self.doc
+
+    def _file_ptr(self, name: str) -> int | None:
+        return _raw.clang_getFile(self.tu.obj, name.encode()) or None
+
+    def _included_c_files(self) -> set[str]:
+        # kernel/sched/build_policy.c and friends #include whole .c files.
+        out = set()
+        for inc in self.tu.get_includes():
+            n = inc.include.name
+            if n.endswith(".c"):
+                out.add(n)
+        return out
+
+    def _drain_headers(self) -> None:
+        while self._header_queue:
+            key, d = self._header_queue.pop()
+            hdoc: dict[str, Any] = {
+                "schema": FACTS_SCHEMA, "kind": "header_function", "key": key,
+                "header_functions": [], "objects": [], "stores": [], "copies": [], "casts": [],
+                "address_taken": [], "functions": [],
+            }
+            saved, self.sink = self.sink, hdoc
+            try:
+                hdoc["function"] = self.function(d)
+            finally:
+                self.sink = saved
+            del hdoc["functions"]
+            hdoc["header_functions"] = sorted(set(hdoc["header_functions"]) - {key})
+            self.header_docs.append(hdoc)
+
+    # ---- functions -----------------------------------------------------------------------
+
+    def function(self, c: ci.Cursor) -> dict[str, Any]:
+        fid, linkage, f = self.fn_ident(c)
+        loc = c.location
+        attrs, section = self.attributes(c)
+        if "weak" in attrs and linkage == "external":
+            linkage = "weak"
+        fn: dict[str, Any] = {
+            "id": fid, "name": c.spelling, "linkage": linkage, "file": f, "line": loc.line,
+            "col": loc.column, "type": _canon(c.type), "attrs": attrs, "section": section,
+            "bpf_kfunc": "bpf_kfunc" in attrs, "calls": [],
+        }
+        body = None
+        for ch in c.get_children():
+            if ch.kind == K.COMPOUND_STMT:
+                body = ch
+        if body is not None:
+            FunctionWalker(self, fn, c).walk(body)
+        return fn
+
+    def attributes(self, c: ci.Cursor) -> tuple[list[str], str | None]:
+        """Attributes from the declaration's text before its name (kernel macros)."""
+        start, name_loc = c.extent.start, c.location
+        if start.file is None or name_loc.file is None or start.file.name != name_loc.file.name:
+            return [], None
+        text = self.text_of(start.file.name)[start.offset:name_loc.offset]
+        attrs, section = set(), None
+        for w in _WORD_RE.findall(text):
+            word = w.decode()
+            if word in _ATTR_TOKENS:
+                attrs.add(_ATTR_TOKENS[word])
+            if word in _SECTION_OF:
+                section = _SECTION_OF[word]
+        if m := _SECTION_RE.search(text):
+            section = (m.group(1) or m.group(2)).decode()
+        if _ATTR_WEAK_RE.search(text):
+            attrs.add("weak")
+        if _ATTR_INLINE_RE.search(text):
+            attrs.add("always_inline")
+        if "always_inline" in attrs:
+            attrs.add("inline")
+        if section:
+            attrs.add("section")
+        return sorted(attrs), section
+
+    # ---- globals and initializers ---------------------------------------------------------
+
+    def global_var(self, c: ci.Cursor, owner: str | None = None) -> None:
+        init = None
+        for ch in c.get_children():
+            if ch.kind not in (K.TYPE_REF, K.UNEXPOSED_ATTR, K.ANNOTATE_ATTR, K.ALIGNED_ATTR,
+                               K.VISIBILITY_ATTR, K.ASM_LABEL_ATTR):
+                init = ch
+        if init is None:
+            return
+        vid = self.var_ident(c)
+        entries: list[dict[str, Any]] = []
+        self.initializer(init, c.type, [], entries, vid)
+        if not entries:
+            return
+        loc = c.location
+        self.sink["objects"].append({
+            "id": vid, "name": c.spelling,
+            "linkage": "internal" if "@" in vid else "external",
+            "type": self.record_of_type(c.type) or _canon(c.type), "file": self.rel(loc.file),
+            "line": loc.line, "entries": entries,
+        })
+
+    def initializer(self, e: ci.Cursor, t: ci.Type, path: list[list[Any]],
+                    entries: list[dict[str, Any]], obj: str) -> None:
+        """Walk an initializer of type ``t``; positional elements are mapped to fields."""
+        e = strip(e) if e.kind != K.INIT_LIST_EXPR else e
+        tc = t.get_canonical()
+        if e.kind == K.INIT_LIST_EXPR:
+            if tc.kind == TK.RECORD:
+                self._record_init(e, tc, path, entries, obj)
+            elif tc.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
+                self._array_init(e, tc.element_type, path, entries, obj)
+            return
+        for value in self.values(e):
+            if value["kind"] == "nonconst" and value["what"] == "other":
+                continue
+            if value["kind"] == "null" and _fn_type_of_pointer(tc) is None:
+                continue
+            entries.append({"path": path, "value": value})
+            if value["kind"] == "function":
+                self.sink["address_taken"].append({
+                    "id": value["id"], "context": "init", "where": {"object": obj, "path": path},
+                    **self._loc(e)})
+
+    def _record_init(self, e: ci.Cursor, t: ci.Type, path: list[list[Any]],
+                     entries: list[dict[str, Any]], obj: str) -> None:
+        decl = t.get_declaration()
+        rname = self.record_name(decl)
+        fields = [f for f in decl.get_children() if f.kind == K.FIELD_DECL]
+        pos = 0
+        for el in e.get_children():
+            kids = list(el.get_children()) if el.kind == K.UNEXPOSED_EXPR else []
+            if kids and kids[0].kind == K.MEMBER_REF:
+                # Designated: [MEMBER_REF...(implicit '' ones for anonymous members), value].
+                designators = [k for k in kids[:-1] if k.kind == K.MEMBER_REF]
+                named = [k for k in designators if k.spelling]
+                value = kids[-1]
+                if not named:
+                    continue
+                fdecl = named[-1].referenced
+                # The first designator tells the position positional elements continue from.
+                first = designators[0].referenced
+                for i, f in enumerate(fields):
+                    if f == first:
+                        pos = i + 1
+                        break
+                if fdecl is None:
+                    continue
+                owner = self.record_name(fdecl.semantic_parent)
+                sub = path + [[owner, named[-1].spelling]]
+                self.initializer(value, fdecl.type, sub, entries, obj)
+            else:
+                if pos >= len(fields):
+                    continue
+                f = fields[pos]
+                pos += 1
+                if f.spelling:
+                    self.initializer(el, f.type, path + [[rname, f.spelling]], entries, obj)
+                else:  # positional init of an anonymous member: its own braces
+                    self.initializer(el, f.type, path, entries, obj)
+
+    def _array_init(self, e: ci.Cursor, et: ci.Type, path: list[list[Any]],
+                    entries: list[dict[str, Any]], obj: str) -> None:
+        for i, el in enumerate(e.get_children()):
+            kids = list(el.get_children()) if el.kind == K.UNEXPOSED_EXPR else []
+            index: int = i
+            if len(kids) == 2 and kids[0].kind in (K.INTEGER_LITERAL, K.DECL_REF_EXPR,
+                                                   K.UNEXPOSED_EXPR, K.BINARY_OPERATOR):
+                # Designated array element '[IDX] = value' (IDX often an enum constant).
+                index = -1
+                el = kids[1]
+            self.initializer(el, et, path + [["[]", index]], entries, obj)
+
+    # ---- values ----------------------------------------------------------------------------
+
+    def values(self, e: ci.Cursor) -> list[dict[str, Any]]:
+        """What an expression can evaluate to, for the facts' Value kinds."""
+        e = strip(e)
+        k = e.kind
+        if k == K.DECL_REF_EXPR:
+            ref = e.referenced
+            if ref is None:
+                return [{"kind": "nonconst", "what": "other", "text": e.spelling}]
+            rk = ref.kind
+            if rk == K.FUNCTION_DECL:
+                return [{"kind": "function", "id": self.fn_ident(ref)[0]}]
+            if rk == K.PARM_DECL:
+                return [{"kind": "nonconst", "what": "param", "text": ref.spelling}]
+            if rk == K.VAR_DECL:
+                if self._is_global(ref):
+                    rt = ref.type.get_canonical()
+                    if rt.kind in (TK.RECORD, TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
+                        return [{"kind": "object", "id": self.var_ident(ref)}]
+                    return [{"kind": "nonconst", "what": "global", "id": self.var_ident(ref),
+                             "text": ref.spelling}]
+                return [{"kind": "nonconst", "what": "local", "text": ref.spelling}]
+            if rk == K.ENUM_CONSTANT_DECL:
+                return [{"kind": "nonconst", "what": "other", "text": ref.spelling}]
+            return [{"kind": "nonconst", "what": "other", "text": ref.spelling}]
+        if k == K.UNARY_OPERATOR:
+            op = _lib.clang_getCursorUnaryOperatorKind(e)
+            kids = list(e.get_children())
+            if op == UO_ADDROF and kids:
+                inner = strip(kids[0])
+                if inner.kind == K.DECL_REF_EXPR and inner.referenced is not None:
+                    ref = inner.referenced
+                    if ref.kind == K.FUNCTION_DECL:
+                        return [{"kind": "function", "id": self.fn_ident(ref)[0]}]
+                    if ref.kind == K.VAR_DECL and self._is_global(ref):
+                        return [{"kind": "object", "id": self.var_ident(ref)}]
+                if inner.kind == K.ARRAY_SUBSCRIPT_EXPR:
+                    base = strip(next(inner.get_children()))
+                    if base.kind == K.DECL_REF_EXPR and base.referenced is not None and \
+                            base.referenced.kind == K.VAR_DECL and self._is_global(base.referenced):
+                        return [{"kind": "object", "id": self.var_ident(base.referenced)}]
+            return [{"kind": "nonconst", "what": "other", "text": ""}]
+        if k in (K.INTEGER_LITERAL, K.GNU_NULL_EXPR, K.CXX_NULL_PTR_LITERAL_EXPR):
+            return [{"kind": "null"}]
+        if k == K.CONDITIONAL_OPERATOR:
+            kids = list(e.get_children())
+            out: list[dict[str, Any]] = []
+            for branch in kids[1:]:
+                out += self.values(branch)
+            return out
+        if k == K.CALL_EXPR:
+            return [{"kind": "nonconst", "what": "call", "text": e.spelling}]
+        if k == K.MEMBER_REF_EXPR:
+            layers, base = self.chain(e)
+            return [{"kind": "nonconst", "what": "field", "layers": layers, "text": e.spelling}]
+        if k == K.ARRAY_SUBSCRIPT_EXPR:
+            layers, base = self.chain(e)
+            return [{"kind": "nonconst", "what": "field" if layers else base.get("kind", "other"),
+                     "layers": layers, "base": base, "text": ""}]
+        return [{"kind": "nonconst", "what": "other", "text": ""}]
+
+    @staticmethod
+    def _is_global(ref: ci.Cursor) -> bool:
+        sp = ref.semantic_parent
+        if sp is None or sp.kind == K.TRANSLATION_UNIT:
+            return True
+        return ref.storage_class == ci.StorageClass.STATIC or \
+            ref.storage_class == ci.StorageClass.EXTERN
+
+    def chain(self, e: ci.Cursor) -> tuple[list[list[str]], dict[str, Any]]:
+        """The (record, field) layers of an lvalue, innermost first, and its base."""
+        layers: list[list[str]] = []
+        e = strip(e)
+        subscript = False
+        while True:
+            k = e.kind
+            if k == K.MEMBER_REF_EXPR:
+                f = e.referenced
+                kids = list(e.get_children())
+                if f is not None and f.spelling:
+                    layers.append([self.record_name(f.semantic_parent), f.spelling])
+                if not kids:
+                    return layers, {"kind": "other"}
+                e = strip(kids[0])
+            elif k == K.ARRAY_SUBSCRIPT_EXPR:
+                subscript = True
+                e = strip(next(e.get_children()))
+            elif k == K.UNARY_OPERATOR and _lib.clang_getCursorUnaryOperatorKind(e) == UO_DEREF:
+                e = strip(next(e.get_children()))
+            elif k == K.DECL_REF_EXPR:
+                ref = e.referenced
+                if ref is None:
+                    return layers, {"kind": "other", "subscript": subscript}
+                rk = ref.kind
+                if rk == K.PARM_DECL:
+                    return layers, {"kind": "param", "name": ref.spelling, "subscript": subscript}
+                if rk == K.VAR_DECL:
+                    if self._is_global(ref):
+                        vid = self.var_ident(ref)
+                        is_arr = ref.type.get_canonical().kind in (TK.CONSTANTARRAY,
+                                                                   TK.INCOMPLETEARRAY)
+                        kind = "array" if (subscript and is_arr and not layers) else (
+                            "static" if "@" in vid else "global")
+                        return layers, {"kind": kind, "id": vid, "name": ref.spelling,
+                                        "subscript": subscript}
+                    return layers, {"kind": "local", "name": ref.spelling, "hash": ref.hash,
+                                    "subscript": subscript}
+                if rk == K.FUNCTION_DECL:
+                    return layers, {"kind": "function", "id": self.fn_ident(ref)[0]}
+                return layers, {"kind": "other", "subscript": subscript}
+            elif k == K.CALL_EXPR:
+                return layers, {"kind": "call", "text": e.spelling, "subscript": subscript}
+            else:
+                return layers, {"kind": "other", "subscript": subscript}
+
+    def _loc(self, c: ci.Cursor) -> dict[str, Any]:
+        loc = c.location
+        return {"file": self.rel(loc.file), "line": loc.line}
+
+    # ---- BPF -------------------------------------------------------------------------------
+
+    def btf_sets(self) -> None:
+        """Kfunc sets and BTF id lists, from macro instantiations in the main file.
+
+        Needs a TU parsed with PARSE_DETAILED_PROCESSING_RECORD; macros in preprocessor-skipped
+        blocks do not appear, so ``#ifdef CONFIG_X`` around a BTF_ID_FLAGS line is honoured.
+        """
+        current: dict[str, Any] | None = None
+        for c in self.tu.cursor.get_children():
+            if c.kind != K.MACRO_INSTANTIATION or not _lib.clang_Location_isFromMainFile(c.location):
+                continue
+            name = c.spelling
+            if name not in _SET_START and name not in _SET_END and name not in _SET_MEMBER:
+                continue
+            args = _macro_args([t.spelling for t in c.get_tokens()])
+            loc = c.location
+            if name in _SET_START:
+                current = {"name": args[0] if args else "", "macro": name,
+                           "file": self.rel(loc.file), "line": loc.line, "members": []}
+                kfunc = name in ("BTF_SET8_START", "BTF_KFUNCS_START")
+                (self.doc["bpf"]["kfunc_sets"] if kfunc else self.doc["bpf"]["id_lists"]).append(
+                    current)
+                if name == "BTF_ID_LIST_SINGLE" and len(args) >= 3:
+                    current["members"].append({"name": args[2], "kind": args[1], "flags": []})
+                    current = None
+            elif name in _SET_END:
+                current = None
+            elif current is not None and len(args) >= 2:
+                flags = [f.strip() for a in args[2:] for f in a.split("|") if f.strip()]
+                current["members"].append({"name": args[1], "kind": args[0], "flags": flags})
+        for s in self.doc["bpf"]["kfunc_sets"]:
+            s["kfuncs"] = [{"name": m["name"], "flags": m["flags"]} for m in s.pop("members")
+                           if m["kind"] == "func"]
+        for s in self.doc["bpf"]["id_lists"]:
+            s["names"] = [m["name"] for m in s.pop("members")]
+
+    def _finish_bpf(self) -> None:
+        bpf = self.doc["bpf"]
+        for obj in self.doc["objects"]:
+            if obj["type"] == PROTO_RECORD:
+                func = None
+                for ent in obj["entries"]:
+                    if ent["path"] == [[PROTO_RECORD, "func"]] and ent["value"]["kind"] == "function":
+                        func = ent["value"]["id"]
+                bpf["protos"].append({"id": obj["id"], "name": obj["name"], "func": func,
+                                      "file": obj["file"], "line": obj["line"]})
+            elif obj["type"] == VERIFIER_OPS_RECORD:
+                gfp = None
+                for ent in obj["entries"]:
+                    if ent["path"] == [[VERIFIER_OPS_RECORD, "get_func_proto"]] and \
+                            ent["value"]["kind"] == "function":
+                        gfp = ent["value"]["id"]
+                bpf["verifier_ops"].append({"id": obj["id"], "name": obj["name"],
+                                            "get_func_proto": gfp})
+
+
+def _macro_args(tokens: list[str]) -> list[str]:
+    """Top-level comma-separated arguments of ``NAME ( a , b | c )`` tokens."""
+    if len(tokens) < 2 or tokens[1] != "(":
+        return []
+    args, cur, depth = [], [], 0
+    for t in tokens[2:]:
+        if t in "([{":
+            depth += 1
+        elif t in ")]}":
+            if depth == 0:
+                break
+            depth -= 1
+        if t == "," and depth == 0:
+            args.append(" ".join(cur))
+            cur = []
+        else:
+            cur.append(t)
+    if cur:
+        args.append(" ".join(cur))
+    return args
+
+
+class FunctionWalker:
+    """One pass over a function body: calls, address-taken uses, stores, copies, casts."""
+
+    def __init__(self, ex: Extractor, fn: dict[str, Any], decl: ci.Cursor):
+        self.ex = ex
+        self.fn = fn
+        self.sink = ex.sink
+        self.fid = fn["id"]
+        self.local_defs: dict[int, list[ci.Cursor]] = {}
+        self.local_calls: list[tuple[dict[str, Any], int]] = []
+        self.is_proto_fn = _canon(decl.result_type) == PROTO_TYPE
+        self.cases: list[dict[str, Any]] = []
+        self.fallbacks: set[str] = set()
+        self._labels: list[str] | None = None
+        self._label_open = False
+
+    def walk(self, body: ci.Cursor) -> None:
+        self.visit(body, None)
+        self._apply_local_defs()
+        if self.is_proto_fn:
+            cases = [c for c in self.cases if c["protos"] or c["calls"]]
+            self.ex.doc["bpf"]["proto_switches"].append({
+                "function": self.fid, "cases": cases, "fallbacks": sorted(self.fallbacks)})
+
+    def visit(self, c: ci.Cursor, parent: ci.Cursor | None) -> None:
+        k = c.kind
+        if k == K.CALL_EXPR:
+            self.call(c)
+            kids = list(c.get_children())
+            if kids:
+                callee = strip(kids[0])
+                while callee.kind == K.UNARY_OPERATOR:
+                    inner = list(callee.get_children())
+                    if not inner:
+                        break
+                    callee = strip(inner[0])
+                # The callee of a direct call is not an address-taken use of it.
+                if not (callee.kind == K.DECL_REF_EXPR and callee.referenced is not None and
+                        callee.referenced.kind == K.FUNCTION_DECL):
+                    self.visit(kids[0], c)
+            ref = c.referenced
+            callee_id = self.ex.fn_ident(ref)[0] if ref is not None and \
+                ref.kind == K.FUNCTION_DECL else None
+            for i, a in enumerate(kids[1:]):
+                self.flow(a, c, "arg", {"callee": callee_id, "index": i})
+            return
+        if k == K.DECL_REF_EXPR:
+            ref = c.referenced
+            if ref is not None and ref.kind == K.FUNCTION_DECL:
+                self.other_use(c, ref, parent)
+            return
+        if k == K.BINARY_OPERATOR:
+            if _lib.clang_getCursorBinaryOperatorKind(c) == BO_ASSIGN:
+                kids = list(c.get_children())
+                if len(kids) == 2:
+                    target = self.assign(kids[0], kids[1], c)
+                    self.visit(kids[0], c)
+                    self.flow(kids[1], c, "store", {"target": target})
+                    return
+        elif k == K.VAR_DECL:
+            self.local_var(c)
+            return
+        elif k == K.CSTYLE_CAST_EXPR:
+            self.cast(c)
+        elif k == K.RETURN_STMT:
+            for ch in c.get_children():
+                self.flow(ch, c, "return", {"function": self.fid})
+            return
+        elif k == K.CASE_STMT and self.is_proto_fn:
+            self.case(c)
+            return
+        elif k == K.DEFAULT_STMT and self.is_proto_fn:
+            saved = self._labels
+            self._labels = None
+            for ch in c.get_children():
+                self.visit(ch, c)
+            self._labels = saved
+            return
+        for ch in c.get_children():
+            self.visit(ch, c)
+
+    # ---- values in context -------------------------------------------------------------------
+
+    def flow(self, e: ci.Cursor, parent: ci.Cursor, context: str, where: dict[str, Any]) -> None:
+        """Visit an expression whose value flows into a slot (a store, an argument, a return).
+
+        A function named here is address-taken in that context; a conditional's branches each
+        flow; anything else is visited as an ordinary expression.
+        """
+        s = strip(e)
+        k = s.kind
+        if k == K.DECL_REF_EXPR or (k == K.UNARY_OPERATOR and
+                                    _lib.clang_getCursorUnaryOperatorKind(s) == UO_ADDROF):
+            handled = False
+            for v in self.ex.values(s):
+                if v["kind"] == "function":
+                    self.sink["address_taken"].append({
+                        "id": v["id"], "context": context, "where": where, **self.ex._loc(s)})
+                    handled = True
+                elif v["kind"] == "object" and context == "return" and self.is_proto_fn:
+                    self._proto_value(v["id"])
+            if handled or k == K.DECL_REF_EXPR:
+                return
+        elif k == K.CONDITIONAL_OPERATOR:
+            kids = list(s.get_children())
+            if kids:
+                self.visit(kids[0], s)
+            for b in kids[1:]:
+                self.flow(b, s, context, where)
+            return
+        elif k == K.CALL_EXPR and context == "return" and self.is_proto_fn:
+            self._proto_call(s)
+        self.visit(e, parent)
+
+    def other_use(self, c: ci.Cursor, ref: ci.Cursor, parent: ci.Cursor | None) -> None:
+        fid = self.ex.fn_ident(ref)[0]
+        ctx, where = "other", {}
+        if parent is not None and parent.kind == K.CSTYLE_CAST_EXPR:
+            ctx, where = "cast", {"to": _canon(parent.type)}
+        self.sink["address_taken"].append({"id": fid, "context": ctx, "where": where,
+                                           **self.ex._loc(c)})
+
+    # ---- calls ---------------------------------------------------------------------------------
+
+    def call(self, c: ci.Cursor) -> None:
+        kids = list(c.get_children())
+        if not kids:
+            return
+        loc = c.location
+        callee_expr = kids[0]
+        target = strip(callee_expr)
+        # Also see through '*fp' and '&f' in the callee position: (*fp)(x) calls fp.
+        while target.kind == K.UNARY_OPERATOR:
+            inner = list(target.get_children())
+            if not inner:
+                break
+            target = strip(inner[0])
+        site = {"file": self.ex.rel(loc.file), "line": loc.line, "col": loc.column,
+                "expr": _expr_text(self.ex, callee_expr)}
+        if target.kind == K.DECL_REF_EXPR and target.referenced is not None and \
+                target.referenced.kind == K.FUNCTION_DECL:
+            ref = target.referenced
+            name = ref.spelling
+            if name.startswith("__builtin_") or name.startswith("__sync_") or \
+                    name.startswith("__atomic_"):
+                return
+            fid = self.ex.fn_ident(ref)[0]
+            self.fn["calls"].append({"kind": "direct", "callee": fid, "name": name, **site})
+            if self.is_proto_fn and _canon(ref.result_type) == PROTO_TYPE:
+                self._proto_call_id(fid)
+            return
+        fn_t = _fn_type_of_pointer(callee_expr.type) or _fn_type_of_pointer(target.type)
+        layers, base = self.ex.chain(target)
+        call = {"kind": "indirect", "fn_type": fn_t.spelling if fn_t is not None else "?",
+                "layers": layers, "base": {k: v for k, v in base.items()
+                                           if k not in ("hash", "subscript")},
+                "subscript": bool(base.get("subscript")), **site}
+        self.fn["calls"].append(call)
+        if base.get("kind") == "local" and "hash" in base:
+            self.local_calls.append((call, base["hash"]))
+
+    # ---- stores, copies, casts -------------------------------------------------------------------
+
+    def assign(self, lhs: ci.Cursor, rhs: ci.Cursor, op: ci.Cursor) -> dict[str, Any]:
+        """Record a store/copy; returns the target description for address-taken facts."""
+        lt = lhs.type.get_canonical()
+        opaque = {"other": lt.spelling}
+        s = strip(lhs)
+        if s.kind == K.DECL_REF_EXPR and s.referenced is not None and \
+                s.referenced.kind == K.VAR_DECL and not Extractor._is_global(s.referenced):
+            self.local_defs.setdefault(s.referenced.hash, []).append(rhs)
+        is_fnptr = _fn_type_of_pointer(lt) is not None
+        rec_ptr = lt.kind == TK.POINTER and self.ex.pointee_record(lt) is not None and \
+            self.ex.has_fnptr_fields(lt.get_pointee())
+        is_record = lt.kind == TK.RECORD
+        if not (is_fnptr or rec_ptr or is_record):
+            return opaque
+        layers, base = self.ex.chain(s)
+        if layers:
+            target: dict[str, Any] = {"layers": layers}
+        elif base.get("kind") in ("global", "static", "array"):
+            target = {"var": base["id"]}
+        elif base.get("kind") == "local":
+            return {"local": base.get("name")}  # seen through local_defs
+        else:
+            return opaque
+        loc = self.ex._loc(op)
+        if is_record:
+            if not self.ex.has_fnptr_fields(lt):
+                return target
+            vals = self.ex.values(rhs)
+            self.sink["copies"].append({
+                "dst_type": self.ex.record_of_type(lt), "src_type": self.ex.record_of_type(
+                    strip(rhs).type), "src": vals[0] if vals else {"kind": "nonconst", "what": "other"},
+                "dst": target, "function": self.fid, **loc})
+            return target
+        for v in self.ex.values(rhs):
+            self.sink["stores"].append({"target": target, "value": v, "function": self.fid, **loc})
+        return target
+
+    def local_var(self, c: ci.Cursor) -> None:
+        init = None
+        for ch in c.get_children():
+            if ch.kind not in (K.TYPE_REF, K.UNEXPOSED_ATTR, K.ALIGNED_ATTR):
+                init = ch
+        if init is None:
+            return
+        if c.storage_class == ci.StorageClass.STATIC:
+            self.ex.global_var(c)
+            return
+        self.local_defs.setdefault(c.hash, []).append(init)
+        t = c.type.get_canonical()
+        if init.kind == K.INIT_LIST_EXPR and t.kind in (TK.RECORD, TK.CONSTANTARRAY):
+            # A local ops table: its functions are confined like a global's.
+            entries: list[dict[str, Any]] = []
+            self.ex.initializer(init, c.type, [], entries, f"{self.fid}.{c.spelling}")
+            if entries:
+                self.sink["objects"].append({
+                    "id": f"{self.fid}.{c.spelling}", "name": c.spelling, "linkage": "local",
+                    "type": self.ex.record_of_type(c.type) or _canon(c.type), **self.ex._loc(c),
+                    "entries": entries})
+            return
+        self.flow(init, c, "store", {"target": {"local": c.spelling}})
+
+    def cast(self, c: ci.Cursor) -> None:
+        kids = list(c.get_children())
+        if not kids:
+            return
+        to_t = c.type.get_canonical()
+        from_t = kids[-1].type.get_canonical()
+        to_rec = self.ex.pointee_record(to_t)
+        from_rec = self.ex.pointee_record(from_t)
+        if to_rec is None and from_rec is None:
+            return
+        if to_rec == from_rec:
+            return
+        self.sink["casts"].append({
+            "from": from_t.spelling, "to": to_t.spelling, "from_record": from_rec,
+            "to_record": to_rec, "function": self.fid, **self.ex._loc(c)})
+
+    def _apply_local_defs(self) -> None:
+        """``ops = dev->netdev_ops; ops->ndo_start_xmit(...)``: extend the call's layers."""
+        for call, h in self.local_calls:
+            defs = self.local_defs.get(h, [])
+            if len(defs) != 1:
+                call["base"]["defs"] = len(defs)
+                continue
+            d = strip(defs[0])
+            if d.kind not in (K.MEMBER_REF_EXPR, K.ARRAY_SUBSCRIPT_EXPR, K.DECL_REF_EXPR):
+                call["base"]["defs"] = 1
+                continue
+            layers, base = self.ex.chain(d)
+            call["layers"] = call["layers"] + layers
+            call["base"] = {k: v for k, v in base.items() if k not in ("hash", "subscript")}
+            call["base"]["via_local"] = True
+
+    # ---- bpf_func_proto switches ----------------------------------------------------------------
+
+    def case(self, c: ci.Cursor) -> None:
+        kids = list(c.get_children())
+        if not kids:
+            return
+        label = strip(kids[0])
+        name = label.spelling if label.kind == K.DECL_REF_EXPR else None
+        if self._labels is None or not self._label_open:
+            self._labels = []
+            self.cases.append({"ids": self._labels, "protos": [], "calls": []})
+        if name and name.startswith("BPF_FUNC_"):
+            self._labels.append(name)
+        self._label_open = True
+        for ch in kids[1:]:
+            if ch.kind == K.CASE_STMT:
+                self.case(ch)
+            else:
+                self._label_open = False
+                self.visit(ch, c)
+
+    def _current_case(self) -> dict[str, Any] | None:
+        return self.cases[-1] if self._labels is not None and self.cases else None
+
+    def _proto_value(self, obj_id: str) -> None:
+        cur = self._current_case()
+        if cur is not None and obj_id not in cur["protos"]:
+            cur["protos"].append(obj_id)
+
+    def _proto_call(self, call: ci.Cursor) -> None:
+        ref = call.referenced
+        if ref is not None and ref.kind == K.FUNCTION_DECL:
+            self._proto_call_id(self.ex.fn_ident(ref)[0])
+
+    def _proto_call_id(self, fid: str) -> None:
+        cur = self._current_case()
+        if cur is not None:
+            if fid not in cur["calls"]:
+                cur["calls"].append(fid)
+        else:
+            self.fallbacks.add(fid)
+
+
+def _expr_text(ex: Extractor, e: ci.Cursor) -> str:
+    """The callee expression as written (from the file, at its expansion site)."""
+    ext = e.extent
+    s, t = ext.start, ext.end
+    if s.file is None or t.file is None or s.file.name != t.file.name or t.offset <= s.offset:
+        return e.spelling
+    text = ex.text_of(s.file.name)[s.offset:t.offset]
+    if len(text) > 200:
+        return e.spelling
+    return " ".join(text.decode(errors="replace").split())
+
+
+def file_sha(path: str) -> str:
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            h.update(f.read())
+    except OSError:
+        return "missing"
+    return h.hexdigest()
+
+
+def included_files(tu: ci.TranslationUnit) -> list[str]:
+    """Every file the parse read (for the cache key), as absolute normalised paths."""
+    seen = {os.path.normpath(tu.spelling)}
+    for inc in tu.get_includes():
+        seen.add(os.path.normpath(inc.include.name))
+    return sorted(seen)

@@ -1,0 +1,161 @@
+"""The facts schema shared by the parse stage (which writes it) and the link stage (which reads it).
+
+One JSON document per translation unit (TU), plus one per function defined in a header (a
+``static inline`` in ``include/linux/*.h`` is one function, extracted once per run, not once per
+TU that includes it).  Documents live in a content-addressed store (:mod:`pipeline.store`).
+
+Identity
+--------
+Every function and global object is named by an **id**, the same id the callgraph uses:
+
+- ``name`` for external linkage (one symbol per kernel image);
+- ``name@path`` for internal linkage (``static``), where ``path`` is the file that defines it,
+  relative to the source root (or to the build directory for generated files); a header
+  ``static inline`` is ``name@include/linux/foo.h``.
+
+Records are named by their C spelling (``struct bpf_map_ops``, ``union bpf_attr``).  An anonymous
+record is named from where it sits, the same in every TU: ``struct sk_buff::<field>`` for a named
+member, and the enclosing record's name itself for an unnamed (transparent) member, whose fields
+C lets you use as if they were the parent's.  A layer is a ``[record, field]`` pair.
+
+Values (what flows into a function-pointer slot)
+------------------------------------------------
+``{"kind": "function", "id": ID}``, ``{"kind": "object", "id": ID}`` (the address of, or a copy
+of, a global object, e.g. ``.ops = &array_map_ops``), ``{"kind": "null"}``, or
+``{"kind": "nonconst", "what": "param"|"local"|"call"|"field"|"global"|"other", "text": SRC}``.
+
+Document shapes (``FACTS_SCHEMA`` bumps whenever any of these change)
+--------------------------------------------------------------------
+TU document::
+
+  {schema, kind: "tu", file, status: "ok"|"failed", error, diagnostics: {error, warning,
+   fatal, first: [str]}, stripped_args: [str], includes: [path], functions: [Function],
+   header_functions: [key], objects: [Object], stores: [Store], copies: [Copy], casts: [Cast],
+   address_taken: [AddressTaken], bpf: Bpf}
+
+Header-function document: ``{schema, kind: "header_function", key, function: Function,
+header_functions: [key], stores, copies, casts, address_taken}`` (the same lists, for its body).
+
+Function::
+
+  {id, name, linkage: "external"|"internal"|"weak", file, line, col, type, attrs: [str],
+   section: str|None, bpf_kfunc: bool, calls: [Call]}
+
+Call (``line``/``col`` of the call's expansion site; ``expr`` is the callee expression's text)::
+
+  direct:   {kind: "direct", callee: ID, name, file, line, col, expr}
+  indirect: {kind: "indirect", fn_type, layers: [[record, field]...] (innermost first),
+             base: {kind: "global"|"static"|"local"|"param"|"field"|"array"|"call"|"other",
+                    id?: ID, name?: str},
+             subscript: bool, file, line, col, expr}
+
+  For a call through a local variable with one simple definition in the same function
+  (``ops = dev->netdev_ops; ops->ndo_start_xmit(...)``), the definition's layers are appended
+  to ``layers`` and ``base`` is that definition's base.
+
+Object (a global/static variable with an initializer that holds functions/objects/NULL)::
+
+  {id, name, linkage, type, file, line, entries: [{path: [[record, field] | ["[]", index]...]
+   (outermost first), value: Value}]}
+
+Store (an assignment into a function-pointer or record-pointer slot at run time)::
+
+  {target: {layers: [[record, field]...]} | {var: ID}, value: Value, function: ID, file, line}
+
+Copy (a whole record copied: ``*a = *b``, ``a->s = b->s``, ``memcpy(a, b, sizeof(*a))``)::
+
+  {dst_type: record, src_type: record|None, src: Value, function: ID, file, line}
+
+Cast (between a record pointer and another record pointer / void* / an integer)::
+
+  {from: type, to: type, from_record: record|None, to_record: record|None, function: ID|None,
+   file, line}
+
+AddressTaken (every use of a function other than calling it)::
+
+  {id, context: "init"|"store"|"arg"|"return"|"cast"|"other", where: {...}, file, line}
+    init:  where = {object: ID, path: [...]};   store: where = {target: ...}
+    arg:   where = {callee: ID|None, index: int}; return: where = {function: ID}
+    cast:  where = {to: type}
+
+Bpf (see :mod:`pipeline.bpf` for the kernel idioms)::
+
+  {protos: [{id, name, func: ID|None, file, line}],
+   proto_switches: [{function: ID, cases: [{ids: [BPF_FUNC_x...], protos: [ID], calls: [ID]}],
+                     fallbacks: [ID]}],
+   verifier_ops: [{id, name, get_func_proto: ID|None}],
+   kfunc_sets: [{name, macro, file, line, kfuncs: [{name, flags: [KF_x...]}]}],
+   id_lists: [{name, macro, file, line, names: [str]}]}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, TypedDict
+
+FACTS_SCHEMA = 1
+
+
+class PathMap:
+    """Maps compiler-visible paths to the stable relative paths used in ids.
+
+    Files under the source root become relative to it; generated files under an out-of-tree
+    build directory become relative to that (kbuild mirrors the source layout there); anything
+    else (system headers) stays absolute.
+    """
+
+    def __init__(self, source_root: Path | str, build_root: Path | str | None = None):
+        self.source_root = os.path.realpath(source_root)
+        self.build_root = os.path.realpath(build_root) if build_root else None
+        self._memo: dict[str, str] = {}
+
+    def rel(self, path: str, cwd: str | None = None) -> str:
+        key = path if cwd is None else f"{cwd}\0{path}"
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        p = path if os.path.isabs(path) or cwd is None else os.path.join(cwd, path)
+        p = os.path.normpath(p)
+        out = p
+        for root in (self.build_root, self.source_root):
+            if root and (p == root or p.startswith(root + os.sep)):
+                out = os.path.relpath(p, root)
+                break
+        self._memo[key] = out
+        return out
+
+
+def function_id(name: str, linkage: str, rel_file: str) -> str:
+    """The graph id of a function: ``name`` if external (or weak), else ``name@file``."""
+    return name if linkage in ("external", "weak") else f"{name}@{rel_file}"
+
+
+def is_header(rel_file: str) -> bool:
+    return rel_file.endswith(".h")
+
+
+class Diagnostics(TypedDict):
+    error: int
+    warning: int
+    fatal: int
+    first: list[str]
+
+
+def empty_tu(file: str) -> dict[str, Any]:
+    """A TU document with every list present, so readers never need ``.get``."""
+    return {
+        "schema": FACTS_SCHEMA, "kind": "tu", "file": file, "status": "ok", "error": None,
+        "diagnostics": {"error": 0, "warning": 0, "fatal": 0, "first": []},
+        "stripped_args": [], "includes": [], "functions": [], "header_functions": [],
+        "objects": [], "stores": [], "copies": [], "casts": [], "address_taken": [],
+        "bpf": {"protos": [], "proto_switches": [], "verifier_ops": [], "kfunc_sets": [],
+                "id_lists": []},
+    }
+
+
+def failed_tu(file: str, reason: str) -> dict[str, Any]:
+    doc = empty_tu(file)
+    doc["status"] = "failed"
+    doc["error"] = reason
+    return doc

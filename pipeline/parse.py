@@ -1,0 +1,483 @@
+"""The parse stage: libclang facts for every translation unit — parallel, cached, crash-proof.
+
+Input: ``compile_commands.json`` (kernel TUs), ``source.json``, ``build.json``.
+Output: ``parse.json`` (per TU: facts key, status, cached or not; all header-function keys) and
+documents in the facts store (:mod:`pipeline.store`).
+
+Each TU is parsed in a worker process.  A worker that crashes (libclang segfaults on a few
+inputs) or hangs past ``--tu-timeout`` is replaced and the TU is recorded as failed with the
+reason; the run goes on.  A TU whose inputs (arguments, and the content of every file its last
+parse read) are unchanged is not parsed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import multiprocessing as mp
+import os
+import sys
+import time
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from pipeline.build import load_compile_commands
+from pipeline.compdb import clang_args, command_args, unknown_argument
+from pipeline.facts import FACTS_SCHEMA, PathMap, failed_tu
+from pipeline.fsutil import KcgError, read_json, sha256_json, write_json
+from pipeline.runner import Context, Stage, StageResult, stage_input_hash
+from pipeline.store import FactsStore
+
+TU_TIMEOUT = float(os.environ.get("KCG_TU_TIMEOUT", "600"))
+MAX_ARG_RETRIES = 8
+
+
+def _extractor_version() -> int:
+    from pipeline.extract import EXTRACTOR_VERSION
+
+    return EXTRACTOR_VERSION
+
+
+# ---- tasks ------------------------------------------------------------------------------------
+
+
+def make_tasks(entries: list[dict[str, Any]], paths: PathMap) -> tuple[list[dict[str, Any]],
+                                                                      list[dict[str, Any]]]:
+    """Compile-database entries → parse tasks; entries that cannot be parsed → failed records."""
+    tasks, bad = [], []
+    seen: set[str] = set()
+    for i, e in enumerate(entries):
+        file = e.get("file") if isinstance(e, dict) else None
+        if not isinstance(file, str) or not file:
+            bad.append({"file": f"<entry {i}>", "error": "entry has no 'file'"})
+            continue
+        directory = str(e.get("directory") or ".")
+        path = file if os.path.isabs(file) else os.path.normpath(os.path.join(directory, file))
+        rel = paths.rel(path)
+        if rel in seen:  # kbuild compiles a few files twice (e.g. for two objects): once is enough
+            continue
+        seen.add(rel)
+        try:
+            args = clang_args(command_args(e), file, directory)
+        except ValueError as err:
+            bad.append({"file": rel, "error": str(err)})
+            continue
+        if not os.path.isfile(path):
+            bad.append({"file": rel, "error": f"source file missing: {path}"})
+            continue
+        tasks.append({"file": path, "rel": rel, "directory": directory, "args": args})
+    return tasks, bad
+
+
+def _portable(s: str, paths: PathMap) -> str:
+    """Replace the tree roots by placeholders so keys match across output directories."""
+    if paths.build_root:
+        s = s.replace(paths.build_root, "@BUILD@")
+    return s.replace(paths.source_root, "@SRC@")
+
+
+def manifest_key(task: dict[str, Any], paths: PathMap) -> str:
+    h = sha256_json([FACTS_SCHEMA, _extractor_version(), _portable(task["file"], paths),
+                     [_portable(a, paths) for a in task["args"]]])
+    return "m" + h[:40]
+
+
+def result_key(task: dict[str, Any], includes: list[list[str]], paths: PathMap) -> str:
+    h = sha256_json([FACTS_SCHEMA, _extractor_version(), _portable(task["file"], paths),
+                     [_portable(a, paths) for a in task["args"]],
+                     [[_portable(p, paths), d] for p, d in includes]])
+    return "t" + h[:40]
+
+
+class FileHashes:
+    """Content hashes of source files, computed once per run."""
+
+    def __init__(self) -> None:
+        self._memo: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        h = self._memo.get(path)
+        if h is None:
+            try:
+                with open(path, "rb") as f:
+                    h = hashlib.sha256(f.read()).hexdigest()
+            except OSError:
+                h = "missing"
+            self._memo[path] = h
+        return h
+
+
+# ---- the worker -----------------------------------------------------------------------------
+
+_INDEX = None
+_SEEN_HEADERS: set[str] = set()
+_HASHES = FileHashes()
+
+
+def parse_one(task: dict[str, Any], store_root: str | None, source_root: str,
+              build_root: str | None, skip_known_headers: bool = True) -> dict[str, Any]:
+    """Parse one TU and extract its facts.  Runs in a worker (local process or Dask)."""
+    global _INDEX
+    from clang import cindex as ci
+
+    from pipeline.extract import BTF_TEXT_RE, Extractor
+
+    if _INDEX is None:
+        _INDEX = ci.Index.create()
+    paths = PathMap(source_root, build_root)
+    store = FactsStore(store_root) if store_root and skip_known_headers else None
+    try:
+        with open(task["file"], "rb") as f:
+            main_text = f.read()
+    except OSError as e:
+        return {"doc": failed_tu(task["rel"], f"cannot read source: {e}"), "headers": [],
+                "includes": []}
+    options = ci.TranslationUnit.PARSE_DETAILED_PROCESSING_RECORD if BTF_TEXT_RE.search(
+        main_text) else 0
+    args = list(task["args"])
+    stripped: list[str] = []
+    t0 = time.monotonic()
+    for _ in range(MAX_ARG_RETRIES):
+        try:
+            tu = _INDEX.parse(task["file"], args=args, options=options)
+        except ci.TranslationUnitLoadError as e:
+            return {"doc": failed_tu(task["rel"], f"libclang could not parse: {e}"),
+                    "headers": [], "includes": []}
+        bad = None
+        for d in tu.diagnostics:
+            if d.severity >= ci.Diagnostic.Error and (a := unknown_argument(d.spelling)):
+                bad = a
+                break
+        if bad is None or bad not in args:
+            break
+        args.remove(bad)
+        stripped.append(bad)
+    parse_s = time.monotonic() - t0
+
+    def rel_hash(rel: str) -> str:
+        p = rel if os.path.isabs(rel) else (
+            os.path.join(build_root, rel) if build_root and os.path.exists(
+                os.path.join(build_root, rel)) else os.path.join(source_root, rel))
+        return _HASHES(p)
+
+    ex = Extractor(tu, task["file"], paths, file_hash=rel_hash,
+                   seen_headers=_SEEN_HEADERS if skip_known_headers else set(),
+                   store_has=store.has if store else None)
+    doc = ex.run()
+    diags = {"error": 0, "warning": 0, "fatal": 0, "first": []}
+    for d in tu.diagnostics:
+        sev = {ci.Diagnostic.Warning: "warning", ci.Diagnostic.Error: "error",
+               ci.Diagnostic.Fatal: "fatal"}.get(d.severity)
+        if sev is None:
+            continue
+        diags[sev] += 1
+        if sev != "warning" and len(diags["first"]) < 5:
+            loc = d.location
+            where = f"{paths.rel(loc.file.name)}:{loc.line}:{loc.column}" if loc.file else "?"
+            diags["first"].append(f"{where}: {d.spelling}")
+    includes = []
+    for inc in sorted({os.path.normpath(i.include.name) for i in tu.get_includes()}
+                      | {os.path.normpath(task["file"])}):
+        includes.append([inc, _HASHES(inc)])
+    doc["diagnostics"] = diags
+    doc["stripped_args"] = stripped
+    doc["includes"] = [paths.rel(p) for p, _ in includes]
+    doc["timing"] = {"parse": round(parse_s, 3), "extract": round(time.monotonic() - t0 - parse_s, 3)}
+    del tu
+    return {"doc": doc, "headers": ex.header_docs, "includes": includes}
+
+
+def _worker_main(conn: Any, store_root: str | None, source_root: str, build_root: str | None) -> None:
+    while True:
+        try:
+            msg = conn.recv()
+        except EOFError:
+            return
+        if msg is None:
+            return
+        task, skip_known = msg
+        try:
+            result = parse_one(task, store_root, source_root, build_root, skip_known)
+        except Exception as e:  # an extractor bug must cost one TU, not the run
+            import traceback
+
+            result = {"doc": failed_tu(task["rel"], f"extractor error: {e!r}: "
+                                       + traceback.format_exc(limit=3)[-800:]),
+                      "headers": [], "includes": []}
+        conn.send(result)
+
+
+class WorkerPool:
+    """Worker processes that survive libclang crashes and hangs (one TU each at a time)."""
+
+    def __init__(self, jobs: int, store_root: str | None, source_root: str,
+                 build_root: str | None, timeout: float = TU_TIMEOUT):
+        self.ctx = mp.get_context("fork")
+        self.jobs, self.timeout = jobs, timeout
+        self.args = (store_root, source_root, build_root)
+        self.workers: list[dict[str, Any]] = []
+
+    def _spawn(self) -> dict[str, Any]:
+        parent, child = self.ctx.Pipe()
+        p = self.ctx.Process(target=_worker_main, args=(child, *self.args), daemon=True)
+        p.start()
+        child.close()
+        return {"proc": p, "conn": parent, "task": None, "started": 0.0}
+
+    def run(self, tasks: list[tuple[dict[str, Any], bool]], on_result: Any) -> None:
+        pending = list(reversed(tasks))
+        self.workers = [self._spawn() for _ in range(min(self.jobs, len(tasks)))]
+        try:
+            while pending or any(w["task"] for w in self.workers):
+                for i, w in enumerate(self.workers):
+                    if w["task"] is None and pending:
+                        item = pending.pop()
+                        try:
+                            w["conn"].send(item)
+                        except (BrokenPipeError, OSError):
+                            pending.append(item)
+                            self._replace(i)
+                            continue
+                        w["task"], w["started"] = item, time.monotonic()
+                busy = [w for w in self.workers if w["task"] is not None]
+                ready = wait([w["conn"] for w in busy] + [w["proc"].sentinel for w in busy],
+                             timeout=5.0)
+                now = time.monotonic()
+                for i, w in enumerate(self.workers):
+                    if w["task"] is None:
+                        continue
+                    task = w["task"][0]
+                    if w["conn"] in ready:
+                        try:
+                            result = w["conn"].recv()
+                        except (EOFError, OSError):
+                            result = None
+                        if result is not None:
+                            w["task"] = None
+                            on_result(task, result)
+                            continue
+                    if w["proc"].sentinel in ready or not w["proc"].is_alive():
+                        code = w["proc"].exitcode
+                        why = f"libclang worker died (signal {-code})" if code and code < 0 else \
+                            f"libclang worker exited ({code})"
+                        on_result(task, {"doc": failed_tu(task["rel"], why), "headers": [],
+                                         "includes": []})
+                        self._replace(i)
+                    elif now - w["started"] > self.timeout:
+                        on_result(task, {"doc": failed_tu(
+                            task["rel"], f"timeout: no result after {self.timeout:.0f}s"),
+                            "headers": [], "includes": []})
+                        self._replace(i)
+        finally:
+            for w in self.workers:
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    w["conn"].send(None)
+            for w in self.workers:
+                w["proc"].join(timeout=5)
+                if w["proc"].is_alive():
+                    w["proc"].kill()
+
+    def _replace(self, i: int) -> None:
+        w = self.workers[i]
+        if w["proc"].is_alive():
+            w["proc"].kill()
+        w["proc"].join(timeout=5)
+        self.workers[i] = self._spawn()
+
+
+# ---- the stage -------------------------------------------------------------------------------
+
+
+def parse_inputs(ctx: Context) -> dict[str, Any]:
+    return {"build": stage_input_hash(ctx, "build"), "schema": FACTS_SCHEMA,
+            "extractor": _extractor_version(), "store": str(store_root(ctx)),
+            "executor": ctx.executor}
+
+
+def parse_always_run(ctx: Context) -> bool:
+    # Sources can change without the compile database changing; the per-TU cache makes a
+    # rerun with nothing changed cheap, so always look.
+    return True
+
+
+def store_root(ctx: Context) -> Path:
+    from pipeline.store import default_store_root
+
+    return (ctx.facts_store or default_store_root()).resolve()
+
+
+def run_parse(ctx: Context) -> StageResult:
+    src = read_json(ctx.need("source.json", "source"))
+    build = read_json(ctx.need("build.json", "build"))
+    entries = load_compile_commands(ctx.need("compile_commands.json", "build"))
+    source_root = os.path.realpath(src["path"])
+    build_root = os.path.realpath(build["build_dir"]) if build.get("build_dir") else None
+    paths = PathMap(source_root, build_root)
+    store = FactsStore(store_root(ctx))
+    tasks, bad = make_tasks(entries, paths)
+    t0 = time.monotonic()
+    hashes = FileHashes()
+
+    records: dict[str, dict[str, Any]] = {}
+    for b in bad:
+        records[b["file"]] = {"file": b["file"], "key": None, "status": "failed",
+                              "error": b["error"], "cached": False}
+    # Cache lookups: the TU's manifest lists what its last parse read; unchanged → reuse.
+    todo: list[dict[str, Any]] = []
+    docs: dict[str, dict[str, Any]] = {}
+    for task in tasks:
+        mkey = manifest_key(task, paths)
+        man = store.get(mkey)
+        hit = None
+        if man is not None and all(hashes(p) == h for p, h in man["includes"]):
+            hit = store.get(man["result"])
+        if hit is not None:
+            docs[task["rel"]] = hit
+            records[task["rel"]] = _record(task["rel"], man["result"], hit, cached=True)
+        else:
+            todo.append(task)
+
+    def on_result(task: dict[str, Any], result: dict[str, Any]) -> None:
+        doc = result["doc"]
+        for h in result["headers"]:
+            store.put(h["key"], h)
+        if doc["status"] == "ok":
+            key = result_key(task, result["includes"], paths)
+            store.put(key, doc)
+            store.put(manifest_key(task, paths), {"schema": FACTS_SCHEMA, "kind": "manifest",
+                                                  "includes": result["includes"], "result": key})
+        else:
+            key = None
+        docs[task["rel"]] = doc
+        records[task["rel"]] = _record(task["rel"], key, doc, cached=False)
+        bar.update(1)
+        if doc["status"] != "ok":
+            bar.write(f"parse: {task['rel']}: FAILED: {doc['error'][:200]}")
+
+    with tqdm(total=len(todo), unit="TU", desc="parse", disable=not ctx.progress,
+              file=sys.stderr) as bar:
+        if todo:
+            run_tasks(ctx, [(t, True) for t in todo], on_result, store, source_root, build_root)
+        # Header functions are extracted once per worker; a cached TU may name one whose entry
+        # was evicted.  Re-extract those through a TU that uses them.
+        missing = _missing_headers(docs, store)
+        if missing:
+            redo = [t for t in tasks if set(docs[t["rel"]].get("header_functions", []))
+                    & missing]
+            bar.total = (bar.total or 0) + len(redo)
+            run_tasks(ctx, [(t, False) for t in redo], on_result, store, source_root,
+                      build_root)
+            missing = _missing_headers(docs, store)
+    elapsed = time.monotonic() - t0
+
+    all_headers = sorted(_header_closure(docs, store))
+    tus = [records[k] for k in sorted(records)]
+    ok = [r for r in tus if r["status"] == "ok"]
+    failed = [r for r in tus if r["status"] != "ok"]
+    counts = {
+        "tus": len(tus), "ok": len(ok), "failed": len(failed),
+        "cached": sum(r["cached"] for r in tus), "parsed": len(todo),
+        "with_errors": sum(1 for r in ok if r["errors"]),
+        "functions": sum(r["functions"] for r in ok) + len(all_headers),
+        "header_functions": len(all_headers),
+        "call_sites": sum(r["calls"] for r in ok),
+        "indirect_sites": sum(r["indirect"] for r in ok),
+        "address_taken": sum(r["address_taken"] for r in ok),
+        "corrupted_entries": len(store.corrupted), "missing_headers": len(missing),
+        "seconds": round(elapsed, 1),
+    }
+    write_json(ctx.path("parse.json"), {
+        "schema": FACTS_SCHEMA, "store": str(store.root), "source_root": source_root,
+        "build_root": build_root, "tus": tus, "header_functions": all_headers,
+        "counts": counts, "corrupted": sorted(set(store.corrupted))})
+    summary = [
+        f"parse: {counts['ok']} TUs ok ({counts['cached']} cached, {counts['parsed']} parsed), "
+        f"{counts['failed']} failed, {counts['with_errors']} with clang errors, {elapsed:.1f}s",
+        f"  {counts['functions']} functions ({counts['header_functions']} in headers), "
+        f"{counts['call_sites']} call sites, {counts['indirect_sites']} indirect, "
+        f"{counts['address_taken']} address-taken uses",
+    ]
+    for r in failed[:10]:
+        summary.append(f"  FAILED {r['file']}: {r['error'][:150]}")
+    if store.corrupted:
+        summary.append(f"  {len(set(store.corrupted))} corrupted cache entries re-parsed")
+    if missing:
+        summary.append(f"  {len(missing)} header functions could not be extracted")
+    return StageResult(outputs=["parse.json"], counts=counts, summary=summary,
+                       tools={"libclang": _libclang_version()})
+
+
+def run_tasks(ctx: Context, items: list[tuple[dict[str, Any], bool]], on_result: Any,
+              store: FactsStore, source_root: str, build_root: str | None) -> None:
+    if ctx.executor == "dask":
+        from pipeline.dask_executor import run_dask
+
+        run_dask(ctx.scheduler, items, on_result, str(store.root), source_root, build_root)
+        return
+    WorkerPool(ctx.jobs, str(store.root), source_root, build_root).run(items, on_result)
+
+
+def _record(rel: str, key: str | None, doc: dict[str, Any], *, cached: bool) -> dict[str, Any]:
+    calls = [c for f in doc.get("functions", []) for c in f["calls"]]
+    d = doc.get("diagnostics", {})
+    return {"file": rel, "key": key, "status": doc["status"], "error": doc.get("error"),
+            "cached": cached, "errors": d.get("error", 0) + d.get("fatal", 0),
+            "first_errors": d.get("first", [])[:3], "stripped_args": doc.get("stripped_args", []),
+            "functions": len(doc.get("functions", [])), "calls": len(calls),
+            "indirect": sum(1 for c in calls if c["kind"] == "indirect"),
+            "address_taken": len(doc.get("address_taken", []))}
+
+
+def _header_closure(docs: dict[str, dict[str, Any]], store: FactsStore) -> set[str]:
+    seen: set[str] = set()
+    stack = [k for d in docs.values() for k in d.get("header_functions", [])]
+    while stack:
+        k = stack.pop()
+        if k in seen:
+            continue
+        seen.add(k)
+        h = store.get(k)
+        if h is not None:
+            stack.extend(h.get("header_functions", []))
+    return seen
+
+
+def _missing_headers(docs: dict[str, dict[str, Any]], store: FactsStore) -> set[str]:
+    return {k for k in _header_closure(docs, store) if not store.has(k)}
+
+
+def _libclang_version() -> str:
+    try:
+        from clang import cindex as ci
+
+        return ci.conf.lib.clang_getClangVersion().decode() if hasattr(
+            ci.conf.lib.clang_getClangVersion(), "decode") else str(ci.conf.lib.clang_getClangVersion())
+    except Exception:  # version reporting must never fail a run
+        return "unknown"
+
+
+def load_documents(ctx: Context) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                          list[dict[str, Any]]]:
+    """For the link stage: (parse.json, TU documents, header-function documents)."""
+    index = read_json(ctx.need("parse.json", "parse"))
+    store = FactsStore(index["store"])
+    tus, headers = [], []
+    for r in index["tus"]:
+        if r["status"] != "ok" or not r["key"]:
+            continue
+        doc = store.get(r["key"])
+        if doc is None:
+            raise KcgError(f"facts for {r['file']} are missing from {store.root}; "
+                           "rerun 'kcg parse' (the entry was evicted or corrupted)")
+        tus.append(doc)
+    for k in index["header_functions"]:
+        doc = store.get(k)
+        if doc is not None:
+            headers.append(doc)
+    return index, tus, headers
+
+
+STAGE = Stage("parse", parse_inputs, run_parse, parse_always_run)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from pipeline.config import ARCHES, Config
 from pipeline.fsutil import KcgError, read_json, sha256_file, write_json
-from pipeline.runner import Context, StageResult, stage_input_hash
+from pipeline.runner import Context, StageResult, file_fingerprint, stage_input_hash
 from pipeline.source import load_source
 
 # Host tools the kernel build runs, and the Debian packages that provide them.
@@ -41,6 +41,8 @@ HOST_HEADERS = {  # header -> Debian package (objtool needs libelf, certs need o
     "openssl/opensslv.h": "libssl-dev",
 }
 FAILED_TARGET_RE = re.compile(r"\*\*\* \[(?:[^\]]*?:\s*\d+:\s*)?([^\]\s]+)\] Error")
+# A target that does not exist (a typo in build.targets): make -k goes on with the others.
+NO_RULE_RE = re.compile(r"\*\*\* No rule to make target '([^']+)'(?:, needed by '([^']+)')?")
 
 
 def check_host_tools(config: Config, fragments_text: str) -> None:
@@ -123,6 +125,8 @@ def run_make_build(cmd: list[str], log: Path, *, progress: bool, expected: int |
                 target = m.group(1)
                 if target.endswith(".o"):
                     failed.add(target)
+            elif m := NO_RULE_RE.search(line):
+                failed.add(m.group(2) or m.group(1))
         rc = proc.wait()
     return rc, sorted(failed)
 
@@ -198,17 +202,31 @@ def build_inputs(ctx: Context) -> dict[str, Any]:
         return {"direct": str(cc.resolve()), "compile_commands": sha256_file(cc) if cc.exists() else "missing",
                 "stack_usage": str(ctx.direct.stack_usage) if ctx.direct.stack_usage else None}
     assert ctx.config is not None
-    return {
+    inputs = {
         "source": stage_input_hash(ctx, "source"),
         "build": ctx.config.fingerprint("build"),
         "fragments": [sha256_file(p) for p in ctx.config.kconfig_fragments],
         "compiler": compiler_version(ctx.config.compiler),
     }
+    if "/" in ctx.config.kconfig_base:  # a .config file: its content, not only its name
+        inputs["base_sha256"] = file_fingerprint(Path(ctx.config.kconfig_base))
+    return inputs
 
 
-def build_always_run(ctx: Context) -> bool:
-    # A user's own tree can change under us without any input we hash: let make decide.
-    return bool(ctx.config and ctx.config.source.kind == "path" and not ctx.direct)
+def build_always_run(ctx: Context) -> bool | str:
+    """Rerun a build whose manifest holds when what it cannot hash has changed."""
+    if ctx.direct:
+        return False
+    if ctx.config and ctx.config.source.kind == "path":
+        # A user's own tree can change under us without any input we hash: let make decide.
+        return "the source is a user's tree (source.path): make decides what is stale"
+    # The build tree is too big to hash, but its .su files are the stage's real output.
+    su = ctx.path("stack_usage.json")
+    if su.exists():
+        missing = [f for f in read_json(su).get("files", []) if not Path(f).exists()]
+        if missing:
+            return f"{len(missing)} .su files gone from the build tree (e.g. {missing[0]})"
+    return False
 
 
 def compiler_version(cc: str) -> str:
@@ -236,9 +254,9 @@ def run_build(ctx: Context) -> StageResult:
     base = make_base(src, bdir, config)
 
     t0 = time.monotonic()
-    if config.kconfig_base.endswith("config") and "/" not in config.kconfig_base:
+    if "/" not in config.kconfig_base:  # a make target; config.py made file paths absolute
         _run_logged(base + [config.kconfig_base], log, what=f"make {config.kconfig_base}")
-    else:  # a path to a full .config
+    else:
         shutil.copyfile(config.kconfig_base, bdir / ".config")
     if config.kconfig_fragments:
         merge = src / "scripts/kconfig/merge_config.sh"

@@ -66,10 +66,20 @@ def make_context(args: argparse.Namespace) -> Context:
             raise KcgError("--config and direct-tree mode (--source/--compile-commands) exclude each other")
         if not args.output:
             raise KcgError("direct-tree mode needs --output DIR")
+        # Checked here too (the stages check again) so a typo fails before anything is written.
+        if not args.source_dir.is_dir():
+            raise KcgError(f"--source {args.source_dir.resolve()}: no such directory")
+        if not args.compile_commands.is_file():
+            raise KcgError(f"--compile-commands {args.compile_commands.resolve()}: no such file")
+        if args.stack_usage and not args.stack_usage.is_dir():
+            raise KcgError(f"--stack-usage {args.stack_usage.resolve()}: no such directory")
         direct = DirectTree(args.source_dir, args.compile_commands, args.stack_usage)
         config = None
         out = args.output
     else:
+        if args.stack_usage:
+            raise KcgError("--stack-usage belongs to direct-tree mode "
+                           "(with --source DIR --compile-commands FILE)")
         config = load_config(args.config or DEFAULT_CONFIG)
         out = args.output or config.output or Path("outputs") / config.name
     if args.jobs < 1:
@@ -84,11 +94,10 @@ def make_context(args: argparse.Namespace) -> Context:
 def select_stages(args: argparse.Namespace, ctx: Context) -> tuple[list[str], str | None]:
     if args.command != "run":
         return [args.command], args.command
+    # Direct-tree mode keeps all stages: there source only records the given tree and build
+    # imports its compile database (no make), so the real work starts at parse.
     names = list(STAGE_ORDER)
     first = args.from_stage
-    if ctx.direct and first in ("source", "build"):
-        raise KcgError("direct-tree mode starts from parse: the tree is already built")
-        # source and build only record the given tree and import its compile database.
     start = names.index(first) if first else 0
     end = names.index(args.to_stage) + 1 if args.to_stage else len(names)
     if start >= end:
@@ -128,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline.diff import main as diff_main
             return diff_main(args)
         return cmd_run(args)
-    except ImportError as e:
+    except ModuleNotFoundError as e:
+        # Only a pipeline module that does not exist yet; any other import error is a bug.
         if e.name and e.name.startswith("pipeline."):
             print(f"kcg: '{args.command}' is not built yet ({e.name} does not exist)", file=sys.stderr)
             return 3

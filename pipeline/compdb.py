@@ -50,14 +50,17 @@ def command_args(entry: dict[str, Any]) -> list[str]:
 _PATH_OPTS = ("-I", "-isystem", "-include", "-iquote", "-idirafter", "-imacros")
 
 
-def _absolutize(a: str, nxt: str | None, directory: str) -> tuple[list[str], bool]:
-    for opt in _PATH_OPTS:
-        if a == opt and nxt is not None:
-            return [opt, nxt if os.path.isabs(nxt) else os.path.normpath(os.path.join(directory, nxt))], True
-        if a.startswith(opt) and len(a) > len(opt) and opt == "-I":
-            v = a[2:]
-            return ["-I" + (v if os.path.isabs(v) else os.path.normpath(os.path.join(directory, v)))], False
-    return [a], False
+def _abs(path: str, directory: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(directory, path))
+
+
+def _absolutize(a: str, nxt: str | None, directory: str) -> list[str]:
+    """``-I dir`` / ``-Idir`` / ``-include file`` with the path made absolute."""
+    if a in _PATH_OPTS and nxt is not None:
+        return [a, _abs(nxt, directory)]
+    if a.startswith("-I") and len(a) > 2:
+        return ["-I" + _abs(a[2:], directory)]
+    return [a]
 
 
 def clang_args(argv: list[str], main_file: str, directory: str = ".") -> list[str]:
@@ -69,14 +72,11 @@ def clang_args(argv: list[str], main_file: str, directory: str = ".") -> list[st
         a = args[i]
         i += 1
         if a in _PATH_OPTS and i < len(args):
-            out += _absolutize(a, args[i], directory)[0]
+            out += _absolutize(a, args[i], directory)
             i += 1
             continue
         if a in _DROP_WITH_VALUE:
             i += 1
-            continue
-        if a in _DROP_WITH_VALUE:
-            next(it, None)
             continue
         if a in _DROP_FLAGS or a in _REJECTED_EXACT or a.startswith(_REJECTED_PREFIX):
             continue
@@ -84,9 +84,8 @@ def clang_args(argv: list[str], main_file: str, directory: str = ".") -> list[st
             continue
         if a == main_file or (not a.startswith("-") and a.endswith((".c", ".S"))):
             continue
-        out += _absolutize(a, None, directory)[0]
-    # GCC's kernel builds use gnu11; libclang must see the same dialect.  GCC-only warning
-    # names are harmless once we say so.
+        out += _absolutize(a, None, directory)
+    # GCC-only warning names are harmless once we say so; every error must be reported.
     out += ["-Wno-unknown-warning-option", "-Wno-unused-command-line-argument",
             "-ferror-limit=0"]
     return out

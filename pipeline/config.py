@@ -42,7 +42,7 @@ class Config:
     name: str
     source: SourceSpec
     arch: str
-    kconfig_base: str
+    kconfig_base: str  # a make target (defconfig, tinyconfig, ...) or an absolute .config path
     kconfig_fragments: tuple[Path, ...]
     compiler: str
     targets: tuple[str, ...] | None  # None = all
@@ -90,7 +90,8 @@ class _Reader:
         self.used: set[str] = set()
 
     def err(self, key: str, msg: str) -> ConfigError:
-        return ConfigError(f"{self.file}: {self.prefix}{key}: {msg}")
+        where = f"{self.prefix}{key}".rstrip(".") or "top level"
+        return ConfigError(f"{self.file}: {where}: {msg}")
 
     def get(self, key: str, typ: type | tuple[type, ...], *, required: bool = False,
             default: Any = None) -> Any:
@@ -175,6 +176,12 @@ def load_config(file: Path | str) -> Config:
     kc = top.sub("kconfig", required=True)
     assert kc is not None
     kbase = kc.get("base", str, default="defconfig")
+    if "/" in kbase or "." in kbase:
+        # A full .config file (a make target such as defconfig has neither '/' nor '.').
+        base_file = _resolve(base, kbase)
+        if not base_file.is_file():
+            raise kc.err("base", f"no such file: {base_file} (or use a make target such as defconfig)")
+        kbase = str(base_file)
     fragments = []
     for i, f in enumerate(kc.str_list("fragments")):
         p = _resolve(base, f)

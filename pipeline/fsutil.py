@@ -15,6 +15,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+# The process umask, read once at import (reading it means setting it): mkstemp makes 0600 files,
+# and outputs should get the same mode as any other file the user creates.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 class KcgError(Exception):
     """An error caused by the user's input or environment, reported without a traceback."""
@@ -40,6 +45,7 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_UMASK)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

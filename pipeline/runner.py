@@ -82,7 +82,9 @@ class Stage:
     name: str
     inputs: Callable[[Context], dict[str, Any]]  # what the stage depends on (hashed)
     run: Callable[[Context], StageResult]
-    always_run: Callable[[Context], bool] = lambda ctx: False
+    # Checked when the manifest still holds: True (or a reason, as a string) reruns the stage
+    # anyway, for inputs or outputs a manifest cannot hash (a user's tree, a build directory).
+    always_run: Callable[[Context], bool | str] = lambda ctx: False
 
 
 def file_fingerprint(path: Path) -> str:
@@ -112,8 +114,9 @@ def is_fresh(ctx: Context, stage: Stage, input_hash: str) -> tuple[bool, str]:
             return False, f"output {rel} missing"
         if file_fingerprint(p) != digest:
             return False, f"output {rel} changed since"
-    if stage.always_run(ctx):
-        return False, "inputs cannot be fingerprinted (user tree): rerun"
+    again = stage.always_run(ctx)
+    if again:
+        return False, again if isinstance(again, str) else "inputs cannot be fingerprinted: rerun"
     return True, "up to date"
 
 

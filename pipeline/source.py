@@ -103,6 +103,7 @@ def extract_tree(archive: Path, dest: Path) -> Path:
     """Extract a kernel tarball into ``dest`` (atomically: temp dir + rename); the tree root."""
     if not dest.exists():
         tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".tmp", dir=dest.parent))
+        tmp.chmod(0o755)  # mkdtemp makes it 0700; the cached tree is readable like any other
         try:
             # GNU tar with xz is ~2x faster than tarfile's lzma; fall back when absent.
             if shutil.which("tar"):

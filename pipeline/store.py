@@ -16,6 +16,7 @@ between parses, down to a size bound.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -57,10 +58,8 @@ class FactsStore:
             self.corrupted.append(key)
             p.unlink(missing_ok=True)
             return None
-        try:
+        with contextlib.suppress(OSError):
             os.utime(p)  # LRU by mtime
-        except OSError:
-            pass
         return doc
 
     def put(self, key: str, doc: dict[str, Any]) -> None:

@@ -46,6 +46,51 @@ _raw.clang_getFile.restype = ctypes.c_void_p
 _raw.clang_getInstantiationLocation.argtypes = [ci.SourceLocation, ctypes.POINTER(ctypes.c_void_p),
                                                 ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
 _raw.clang_getInstantiationLocation.restype = None
+_raw.clang_getFileName.argtypes = [ctypes.c_void_p]
+_raw.clang_getFileName.restype = ci._CXString
+_raw.clang_getCString.argtypes = [ci._CXString]
+_raw.clang_getCString.restype = ctypes.c_char_p
+
+
+class _RangeList(ctypes.Structure):
+    _fields_ = [("count", ctypes.c_uint), ("ranges", ctypes.POINTER(ci.SourceRange))]
+
+
+_raw.clang_getSkippedRanges.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+_raw.clang_getSkippedRanges.restype = ctypes.POINTER(_RangeList)
+_raw.clang_disposeSourceRangeList.argtypes = [ctypes.POINTER(_RangeList)]
+_raw.clang_disposeSourceRangeList.restype = None
+_VISITOR = ctypes.CFUNCTYPE(ctypes.c_int, ci.Cursor, ci.Cursor, ctypes.py_object)
+_raw.clang_visitChildren.argtypes = [ci.Cursor, _VISITOR, ctypes.py_object]
+_raw.clang_visitChildren.restype = ctypes.c_uint
+
+
+class _Kids(list):
+    __slots__ = ("tu",)
+
+
+def _collect(child: ci.Cursor, parent: ci.Cursor, out: _Kids) -> int:
+    child._tu = out.tu  # cindex needs it on cursors derived from this one
+    out.append(child)
+    return 1  # CXChildVisit_Continue
+
+
+_COLLECT = _VISITOR(_collect)
+
+
+def children(c: ci.Cursor) -> list[ci.Cursor]:
+    """A cursor's children: cindex's get_children, minus a cursor comparison per child."""
+    out = _Kids()
+    out.tu = c._tu
+    _raw.clang_visitChildren(c, _COLLECT, out)
+    return out
+
+
+# cindex's Cursor.kind looks the kind up through a checked classmethod on every read; the walk
+# reads it ~10^5 times per TU.  Same result, one list index.
+_KINDS = ci.CursorKind._kinds
+ci.Cursor.kind = property(lambda self: _KINDS[self._kind_id])  # type: ignore[assignment]
+
 BO_ASSIGN, BO_COMMA = 22, 33  # CXBinaryOperatorKind
 UO_ADDROF, UO_DEREF = 5, 6  # CXUnaryOperatorKind
 
@@ -78,6 +123,11 @@ _SET_START = {"BTF_SET8_START", "BTF_KFUNCS_START", "BTF_SET_START", "BTF_ID_LIS
               "BTF_ID_LIST_GLOBAL", "BTF_ID_LIST_SINGLE", "BTF_SET_START_GLOBAL"}
 _SET_END = {"BTF_SET8_END", "BTF_KFUNCS_END", "BTF_SET_END"}
 _SET_MEMBER = {"BTF_ID_FLAGS", "BTF_ID"}
+_BTF_MACRO_RE = re.compile(
+    rb"\b(BTF_SET8_START|BTF_SET8_END|BTF_KFUNCS_START|BTF_KFUNCS_END|BTF_SET_START|"
+    rb"BTF_SET_START_GLOBAL|BTF_SET_END|BTF_ID_LIST|BTF_ID_LIST_GLOBAL|BTF_ID_LIST_SINGLE|"
+    rb"BTF_ID_FLAGS|BTF_ID)\s*\(([^()]*)\)")
+_COMMENT_RE = re.compile(rb"/\*.*?\*/|//[^\n]*", re.S)
 BTF_TEXT_RE = re.compile(rb"\bBTF_(?:SET8_START|KFUNCS_START|SET_START|ID_FLAGS|ID_LIST)\b")
 
 PROTO_TYPE = "const struct bpf_func_proto *"
@@ -104,7 +154,7 @@ def _fn_type_of_pointer(t: ci.Type) -> ci.Type | None:
 def strip(c: ci.Cursor) -> ci.Cursor:
     """Skip parens, casts and implicit conversions (the way C code names a value)."""
     while c.kind in _TRANSPARENT:
-        kids = list(c.get_children())
+        kids = children(c)
         if not kids:
             return c
         c = kids[-1]  # a C cast's children are [TYPE_REF..., expr]
@@ -127,6 +177,7 @@ class Extractor:
         self._fn_ids: dict[int, tuple[str, str, str]] = {}
         self._has_fnptr: dict[int, bool] = {}
         self._texts: dict[str, bytes] = {}
+        self._file_names: dict[int | None, str] = {}
         self._header_queue: list[tuple[str, ci.Cursor]] = []
         self.header_docs: list[dict[str, Any]] = []
         # The document that facts go to: the TU's, or a header function's while we walk it.
@@ -166,7 +217,7 @@ class Extractor:
             if parent is not None and parent.kind in _RECORD_DECLS:
                 pname = self.record_name(parent)
                 name = pname  # transparent member: its fields read as the parent's
-                for f in parent.get_children():
+                for f in children(parent):
                     if f.kind == K.FIELD_DECL and f.spelling:
                         td = f.type.get_canonical().get_declaration()
                         if td is not None and td.kind in _RECORD_DECLS and td.canonical == decl:
@@ -203,7 +254,7 @@ class Extractor:
             return hit
         self._has_fnptr[h] = False  # cycle guard
         found = False
-        for f in d.get_children():
+        for f in children(d):
             if f.kind == K.FIELD_DECL:
                 ft = f.type.get_canonical()
                 if _fn_type_of_pointer(ft) is not None or (
@@ -267,7 +318,7 @@ class Extractor:
             self._file_ptr(f) for f in self._included_c_files()}
         wanted.discard(None)
         fptr = ctypes.c_void_p()
-        for c in self.tu.cursor.get_children():
+        for c in children(self.tu.cursor):
             _raw.clang_getInstantiationLocation(_lib.clang_getCursorLocation(c),
                                                 ctypes.byref(fptr), None, None, None)
             if fptr.value not in wanted:
@@ -328,7 +379,7 @@ class Extractor:
             "bpf_kfunc": "bpf_kfunc" in attrs, "calls": [],
         }
         body = None
-        for ch in c.get_children():
+        for ch in children(c):
             if ch.kind == K.COMPOUND_STMT:
                 body = ch
         if body is not None:
@@ -364,7 +415,7 @@ class Extractor:
 
     def global_var(self, c: ci.Cursor, owner: str | None = None) -> None:
         init = None
-        for ch in c.get_children():
+        for ch in children(c):
             if ch.kind not in (K.TYPE_REF, K.UNEXPOSED_ATTR, K.ANNOTATE_ATTR, K.ALIGNED_ATTR,
                                K.VISIBILITY_ATTR, K.ASM_LABEL_ATTR):
                 init = ch
@@ -409,10 +460,10 @@ class Extractor:
                      entries: list[dict[str, Any]], obj: str) -> None:
         decl = t.get_declaration()
         rname = self.record_name(decl)
-        fields = [f for f in decl.get_children() if f.kind == K.FIELD_DECL]
+        fields = [f for f in children(decl) if f.kind == K.FIELD_DECL]
         pos = 0
-        for el in e.get_children():
-            kids = list(el.get_children()) if el.kind == K.UNEXPOSED_EXPR else []
+        for el in children(e):
+            kids = children(el) if el.kind == K.UNEXPOSED_EXPR else []
             if kids and kids[0].kind == K.MEMBER_REF:
                 # Designated: [MEMBER_REF...(implicit '' ones for anonymous members), value].
                 designators = [k for k in kids[:-1] if k.kind == K.MEMBER_REF]
@@ -444,8 +495,8 @@ class Extractor:
 
     def _array_init(self, e: ci.Cursor, et: ci.Type, path: list[list[Any]],
                     entries: list[dict[str, Any]], obj: str) -> None:
-        for i, el in enumerate(e.get_children()):
-            kids = list(el.get_children()) if el.kind == K.UNEXPOSED_EXPR else []
+        for i, el in enumerate(children(e)):
+            kids = children(el) if el.kind == K.UNEXPOSED_EXPR else []
             index: int = i
             if len(kids) == 2 and kids[0].kind in (K.INTEGER_LITERAL, K.DECL_REF_EXPR,
                                                    K.UNEXPOSED_EXPR, K.BINARY_OPERATOR):
@@ -482,7 +533,7 @@ class Extractor:
             return [{"kind": "nonconst", "what": "other", "text": ref.spelling}]
         if k == K.UNARY_OPERATOR:
             op = _lib.clang_getCursorUnaryOperatorKind(e)
-            kids = list(e.get_children())
+            kids = children(e)
             if op == UO_ADDROF and kids:
                 inner = strip(kids[0])
                 if inner.kind == K.DECL_REF_EXPR and inner.referenced is not None:
@@ -492,7 +543,7 @@ class Extractor:
                     if ref.kind == K.VAR_DECL and self._is_global(ref):
                         return [{"kind": "object", "id": self.var_ident(ref)}]
                 if inner.kind == K.ARRAY_SUBSCRIPT_EXPR:
-                    base = strip(next(inner.get_children()))
+                    base = strip(children(inner)[0])
                     if base.kind == K.DECL_REF_EXPR and base.referenced is not None and \
                             base.referenced.kind == K.VAR_DECL and self._is_global(base.referenced):
                         return [{"kind": "object", "id": self.var_ident(base.referenced)}]
@@ -500,7 +551,7 @@ class Extractor:
         if k in (K.INTEGER_LITERAL, K.GNU_NULL_EXPR, K.CXX_NULL_PTR_LITERAL_EXPR):
             return [{"kind": "null"}]
         if k == K.CONDITIONAL_OPERATOR:
-            kids = list(e.get_children())
+            kids = children(e)
             out: list[dict[str, Any]] = []
             for branch in kids[1:]:
                 out += self.values(branch)
@@ -533,7 +584,7 @@ class Extractor:
             k = e.kind
             if k == K.MEMBER_REF_EXPR:
                 f = e.referenced
-                kids = list(e.get_children())
+                kids = children(e)
                 if f is not None and f.spelling:
                     layers.append([self.record_name(f.semantic_parent), f.spelling])
                 if not kids:
@@ -541,9 +592,9 @@ class Extractor:
                 e = strip(kids[0])
             elif k == K.ARRAY_SUBSCRIPT_EXPR:
                 subscript = True
-                e = strip(next(e.get_children()))
+                e = strip(children(e)[0])
             elif k == K.UNARY_OPERATOR and _lib.clang_getCursorUnaryOperatorKind(e) == UO_DEREF:
-                e = strip(next(e.get_children()))
+                e = strip(children(e)[0])
             elif k == K.DECL_REF_EXPR:
                 ref = e.referenced
                 if ref is None:
@@ -571,29 +622,49 @@ class Extractor:
                 return layers, {"kind": "other", "subscript": subscript}
 
     def _loc(self, c: ci.Cursor) -> dict[str, Any]:
-        loc = c.location
-        return {"file": self.rel(loc.file), "line": loc.line}
+        f, line, col = self.where(c)
+        return {"file": f, "line": line}
+
+    def where(self, c: ci.Cursor) -> tuple[str, int, int]:
+        """(rel file, line, col) of a cursor's expansion location, with a file-name cache."""
+        fptr, line, col = ctypes.c_void_p(), ctypes.c_uint(), ctypes.c_uint()
+        _raw.clang_getInstantiationLocation(_lib.clang_getCursorLocation(c), ctypes.byref(fptr),
+                                            ctypes.byref(line), ctypes.byref(col), None)
+        name = self._file_names.get(fptr.value)
+        if name is None:
+            if fptr.value:
+                cx = _raw.clang_getFileName(fptr.value)
+                name = self.rel(_raw.clang_getCString(cx).decode())
+                _lib.clang_disposeString(cx)
+            else:
+                name = "<unknown>"
+            self._file_names[fptr.value] = name
+        return name, line.value, col.value
 
     # ---- BPF -------------------------------------------------------------------------------
 
     def btf_sets(self) -> None:
-        """Kfunc sets and BTF id lists, from macro instantiations in the main file.
+        """Kfunc sets and BTF id lists, read from the main file's text.
 
-        Needs a TU parsed with PARSE_DETAILED_PROCESSING_RECORD; macros in preprocessor-skipped
-        blocks do not appear, so ``#ifdef CONFIG_X`` around a BTF_ID_FLAGS line is honoured.
+        The macros expand to file-scope asm or to nothing (include/linux/btf_ids.h), so the AST
+        has no trace of them.  We read the text, minus comments and minus the blocks the
+        preprocessor skipped (``#ifdef CONFIG_X`` around a BTF_ID_FLAGS line is honoured; the
+        skipped ranges need PARSE_DETAILED_PROCESSING_RECORD, which the parse stage sets for
+        TUs whose text mentions these macros).
         """
+        text = bytearray(_blank_comments(self.text_of(self.main_file)))
+        for start, end in self._skipped_ranges():
+            for i in range(start, min(end, len(text))):
+                if text[i] != 0x0A:
+                    text[i] = 0x20
         current: dict[str, Any] | None = None
-        for c in self.tu.cursor.get_children():
-            if c.kind != K.MACRO_INSTANTIATION or not _lib.clang_Location_isFromMainFile(c.location):
-                continue
-            name = c.spelling
-            if name not in _SET_START and name not in _SET_END and name not in _SET_MEMBER:
-                continue
-            args = _macro_args([t.spelling for t in c.get_tokens()])
-            loc = c.location
+        for m in _BTF_MACRO_RE.finditer(bytes(text)):
+            name = m.group(1).decode()
+            args = [a.strip() for a in m.group(2).decode().split(",")]
+            line = text.count(b"\n", 0, m.start()) + 1
             if name in _SET_START:
                 current = {"name": args[0] if args else "", "macro": name,
-                           "file": self.rel(loc.file), "line": loc.line, "members": []}
+                           "file": self.doc["file"], "line": line, "members": []}
                 kfunc = name in ("BTF_SET8_START", "BTF_KFUNCS_START")
                 (self.doc["bpf"]["kfunc_sets"] if kfunc else self.doc["bpf"]["id_lists"]).append(
                     current)
@@ -610,6 +681,22 @@ class Extractor:
                            if m["kind"] == "func"]
         for s in self.doc["bpf"]["id_lists"]:
             s["names"] = [m["name"] for m in s.pop("members")]
+
+    def _skipped_ranges(self) -> list[tuple[int, int]]:
+        f = self._file_ptr(self.main_file)
+        if not f:
+            return []
+        lst = _raw.clang_getSkippedRanges(self.tu.obj, f)
+        if not lst:
+            return []
+        out = []
+        try:
+            for i in range(lst.contents.count):
+                r = lst.contents.ranges[i]
+                out.append((r.start.offset, r.end.offset))
+        finally:
+            _raw.clang_disposeSourceRangeList(lst)
+        return out
 
     def _finish_bpf(self) -> None:
         bpf = self.doc["bpf"]
@@ -629,6 +716,13 @@ class Extractor:
                         gfp = ent["value"]["id"]
                 bpf["verifier_ops"].append({"id": obj["id"], "name": obj["name"],
                                             "get_func_proto": gfp})
+
+
+def _blank_comments(text: bytes) -> bytes:
+    """Replace C comments by spaces, keeping offsets and newlines."""
+    def blank(m: re.Match[bytes]) -> bytes:
+        return bytes(0x0A if ch == 0x0A else 0x20 for ch in m.group(0))
+    return _COMMENT_RE.sub(blank, text)
 
 
 def _macro_args(tokens: list[str]) -> list[str]:
@@ -681,11 +775,11 @@ class FunctionWalker:
         k = c.kind
         if k == K.CALL_EXPR:
             self.call(c)
-            kids = list(c.get_children())
+            kids = children(c)
             if kids:
                 callee = strip(kids[0])
                 while callee.kind == K.UNARY_OPERATOR:
-                    inner = list(callee.get_children())
+                    inner = children(callee)
                     if not inner:
                         break
                     callee = strip(inner[0])
@@ -706,7 +800,7 @@ class FunctionWalker:
             return
         if k == K.BINARY_OPERATOR:
             if _lib.clang_getCursorBinaryOperatorKind(c) == BO_ASSIGN:
-                kids = list(c.get_children())
+                kids = children(c)
                 if len(kids) == 2:
                     target = self.assign(kids[0], kids[1], c)
                     self.visit(kids[0], c)
@@ -718,7 +812,7 @@ class FunctionWalker:
         elif k == K.CSTYLE_CAST_EXPR:
             self.cast(c)
         elif k == K.RETURN_STMT:
-            for ch in c.get_children():
+            for ch in children(c):
                 self.flow(ch, c, "return", {"function": self.fid})
             return
         elif k == K.CASE_STMT and self.is_proto_fn:
@@ -727,11 +821,11 @@ class FunctionWalker:
         elif k == K.DEFAULT_STMT and self.is_proto_fn:
             saved = self._labels
             self._labels = None
-            for ch in c.get_children():
+            for ch in children(c):
                 self.visit(ch, c)
             self._labels = saved
             return
-        for ch in c.get_children():
+        for ch in children(c):
             self.visit(ch, c)
 
     # ---- values in context -------------------------------------------------------------------
@@ -757,7 +851,7 @@ class FunctionWalker:
             if handled or k == K.DECL_REF_EXPR:
                 return
         elif k == K.CONDITIONAL_OPERATOR:
-            kids = list(s.get_children())
+            kids = children(s)
             if kids:
                 self.visit(kids[0], s)
             for b in kids[1:]:
@@ -778,7 +872,7 @@ class FunctionWalker:
     # ---- calls ---------------------------------------------------------------------------------
 
     def call(self, c: ci.Cursor) -> None:
-        kids = list(c.get_children())
+        kids = children(c)
         if not kids:
             return
         loc = c.location
@@ -786,7 +880,7 @@ class FunctionWalker:
         target = strip(callee_expr)
         # Also see through '*fp' and '&f' in the callee position: (*fp)(x) calls fp.
         while target.kind == K.UNARY_OPERATOR:
-            inner = list(target.get_children())
+            inner = children(target)
             if not inner:
                 break
             target = strip(inner[0])
@@ -855,7 +949,7 @@ class FunctionWalker:
 
     def local_var(self, c: ci.Cursor) -> None:
         init = None
-        for ch in c.get_children():
+        for ch in children(c):
             if ch.kind not in (K.TYPE_REF, K.UNEXPOSED_ATTR, K.ALIGNED_ATTR):
                 init = ch
         if init is None:
@@ -878,7 +972,7 @@ class FunctionWalker:
         self.flow(init, c, "store", {"target": {"local": c.spelling}})
 
     def cast(self, c: ci.Cursor) -> None:
-        kids = list(c.get_children())
+        kids = children(c)
         if not kids:
             return
         to_t = c.type.get_canonical()
@@ -912,7 +1006,7 @@ class FunctionWalker:
     # ---- bpf_func_proto switches ----------------------------------------------------------------
 
     def case(self, c: ci.Cursor) -> None:
-        kids = list(c.get_children())
+        kids = children(c)
         if not kids:
             return
         label = strip(kids[0])

@@ -407,6 +407,12 @@ class Extractor:
             attrs.add("always_inline")
         if "always_inline" in attrs:
             attrs.add("inline")
+        # What the kernel's attribute macros stand for (include/linux/compiler_types.h;
+        # __bpf_kfunc since 6.4: include/linux/btf.h).
+        if "noinstr" in attrs:
+            attrs |= {"noinline", "notrace"}
+        if "bpf_kfunc" in attrs:
+            attrs |= {"used", "noinline"}
         if section:
             attrs.add("section")
         return sorted(attrs), section
@@ -836,6 +842,14 @@ class FunctionWalker:
         A function named here is address-taken in that context; a conditional's branches each
         flow; anything else is visited as an ordinary expression.
         """
+        w = e
+        while w.kind in _TRANSPARENT:  # strip() below would hide casts from cast()
+            if w.kind == K.CSTYLE_CAST_EXPR:
+                self.cast(w)
+            inner = children(w)
+            if not inner:
+                break
+            w = inner[-1]
         s = strip(e)
         k = s.kind
         if k == K.DECL_REF_EXPR or (k == K.UNARY_OPERATOR and
@@ -977,6 +991,8 @@ class FunctionWalker:
             return
         to_t = c.type.get_canonical()
         from_t = kids[-1].type.get_canonical()
+        if to_t.kind == TK.VOID:  # '(void)x' discards a value: no type is reinterpreted
+            return
         to_rec = self.ex.pointee_record(to_t)
         from_rec = self.ex.pointee_record(from_t)
         if to_rec is None and from_rec is None:

@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from multiprocessing.connection import wait
@@ -31,6 +32,8 @@ from pipeline.fsutil import KcgError, read_json, sha256_json, write_json
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 from pipeline.store import FactsStore
 
+# Tests make a worker die on one TU to check that a crash costs that TU only.
+_CRASH_FOR_TESTS = os.environ.get("KCG_TEST_CRASH")
 TU_TIMEOUT = float(os.environ.get("KCG_TU_TIMEOUT", "600"))
 MAX_ARG_RETRIES = 8
 
@@ -199,6 +202,8 @@ def _worker_main(conn: Any, store_root: str | None, source_root: str, build_root
         if msg is None:
             return
         task, skip_known = msg
+        if _CRASH_FOR_TESTS and task["rel"].endswith(_CRASH_FOR_TESTS):
+            os.kill(os.getpid(), signal.SIGSEGV)  # what a libclang crash looks like to us
         try:
             result = parse_one(task, store_root, source_root, build_root, skip_known)
         except Exception as e:  # an extractor bug must cost one TU, not the run
@@ -260,6 +265,7 @@ class WorkerPool:
                             on_result(task, result)
                             continue
                     if w["proc"].sentinel in ready or not w["proc"].is_alive():
+                        w["proc"].join(timeout=5)  # reap it, so exitcode is set
                         code = w["proc"].exitcode
                         why = f"libclang worker died (signal {-code})" if code and code < 0 else \
                             f"libclang worker exited ({code})"

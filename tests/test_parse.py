@@ -293,3 +293,32 @@ def test_real_kernel_helpers_c(bpf_core_build, tmp_path):
     sw = {s["function"]: s for s in doc["bpf"]["proto_switches"]}
     ids = {i for c in sw["bpf_base_func_proto"]["cases"] for i in c["ids"]}
     assert {"BPF_FUNC_map_lookup_elem", "BPF_FUNC_ktime_get_ns"} <= ids
+
+
+def test_dask_executor_gives_byte_identical_facts(tmp_path):
+    """A LocalCluster on loopback runs the same parse; the stored facts are byte-identical."""
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    from tests.conftest import run_kcg
+
+    src = tmp_path / "src"
+    shutil.copytree(FIXTURE, src)
+    cc = compile_tree(src, tmp_path / "build")
+    stores = {}
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        for executor in ("local", "dask"):
+            extra = ["--executor", "dask", "--scheduler", cluster.scheduler_address] \
+                if executor == "dask" else []
+            r = run_kcg("run", "--source", src, "--compile-commands", cc, "--output",
+                        tmp_path / f"out-{executor}", "--to", "parse", "--facts-store",
+                        tmp_path / f"store-{executor}", "--no-progress", *extra)
+            assert r.returncode == 0, r.stderr
+            stores[executor] = tmp_path / f"store-{executor}"
+    local_idx = read_json(tmp_path / "out-local" / "parse.json")
+    dask_idx = read_json(tmp_path / "out-dask" / "parse.json")
+    assert [t["key"] for t in local_idx["tus"]] == [t["key"] for t in dask_idx["tus"]]
+    assert local_idx["header_functions"] == dask_idx["header_functions"]
+    for key in [t["key"] for t in local_idx["tus"]] + local_idx["header_functions"]:
+        a = FactsStore(stores["local"]).path(key).read_bytes()
+        b = FactsStore(stores["dask"]).path(key).read_bytes()
+        assert a == b, key

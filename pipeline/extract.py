@@ -28,7 +28,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 1
+EXTRACTOR_VERSION = 2
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -152,13 +152,26 @@ def _fn_type_of_pointer(t: ci.Type) -> ci.Type | None:
 
 
 def strip(c: ci.Cursor) -> ci.Cursor:
-    """Skip parens, casts and implicit conversions (the way C code names a value)."""
-    while c.kind in _TRANSPARENT:
-        kids = children(c)
-        if not kids:
+    """Skip parens, casts, implicit conversions and GNU statement expressions.
+
+    ``({ ...; x; })`` has the value of its last statement: the kernel wraps pointers in them
+    (static_call(), container_of(), READ_ONCE() on some configs).
+    """
+    while True:
+        k = c.kind
+        if k in _TRANSPARENT:
+            kids = children(c)
+            if not kids:
+                return c
+            c = kids[-1]  # a C cast's children are [TYPE_REF..., expr]
+        elif k == K.StmtExpr:
+            body = children(c)
+            stmts = children(body[0]) if body else []
+            if not stmts:
+                return c
+            c = stmts[-1]
+        else:
             return c
-        c = kids[-1]  # a C cast's children are [TYPE_REF..., expr]
-    return c
 
 
 class Extractor:
@@ -599,7 +612,9 @@ class Extractor:
             elif k == K.ARRAY_SUBSCRIPT_EXPR:
                 subscript = True
                 e = strip(children(e)[0])
-            elif k == K.UNARY_OPERATOR and _lib.clang_getCursorUnaryOperatorKind(e) == UO_DEREF:
+            elif k == K.UNARY_OPERATOR and _lib.clang_getCursorUnaryOperatorKind(e) in (
+                    UO_DEREF, UO_ADDROF):
+                # '*p' reads what p points to; '*(T *)&x' (READ_ONCE) reads x itself.
                 e = strip(children(e)[0])
             elif k == K.DECL_REF_EXPR:
                 ref = e.referenced
@@ -907,6 +922,19 @@ class FunctionWalker:
             if name.startswith("__builtin_") or name.startswith("__sync_") or \
                     name.startswith("__atomic_"):
                 return
+            if name.startswith("__SCT__"):
+                # static_call(x)(...) calls the trampoline __SCT__x, which jumps to whatever
+                # __SCK__x.func holds: DEFINE_STATIC_CALL's initial function, then each
+                # static_call_update(x, f) (include/linux/static_call.h, since 5.10).
+                fn_t = _fn_type_of_pointer(ref.type)
+                self.fn["calls"].append({
+                    "kind": "indirect", "fn_type": fn_t.spelling if fn_t is not None else "?",
+                    "layers": [], "base": {"kind": "static_call", "id": "__SCK__" + name[7:],
+                                           "name": name[7:]},
+                    "subscript": False, **site})
+                return
+            if name == "__static_call_update":
+                self._static_call_update(kids)
             fid = self.ex.fn_ident(ref)[0]
             self.fn["calls"].append({"kind": "direct", "callee": fid, "name": name, **site})
             if self.is_proto_fn and _canon(ref.result_type) == PROTO_TYPE:
@@ -921,6 +949,17 @@ class FunctionWalker:
         self.fn["calls"].append(call)
         if base.get("kind") == "local" and "hash" in base:
             self.local_calls.append((call, base["hash"]))
+
+    def _static_call_update(self, kids: list[ci.Cursor]) -> None:
+        """``__static_call_update(&__SCK__x, tramp, f)``: f now flows into the key's func."""
+        if len(kids) < 4:
+            return
+        keys = [v for v in self.ex.values(kids[1]) if v["kind"] == "object"]
+        for key in keys:
+            for v in self.ex.values(kids[3]):
+                self.sink["stores"].append({
+                    "target": {"var": key["id"], "static_call": True}, "value": v,
+                    "function": self.fid, **self.ex._loc(kids[0])})
 
     # ---- stores, copies, casts -------------------------------------------------------------------
 

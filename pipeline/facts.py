@@ -49,6 +49,10 @@ Call (``line``/``col`` of the call's expansion site; ``expr`` is the callee expr
                     id?: ID, name?: str},
              subscript: bool, file, line, col, expr}
 
+  ``static_call(x)(...)`` (include/linux/static_call.h) is an indirect call with
+  ``base: {kind: "static_call", id: "__SCK__x", name: "x"}`` and no layers: its targets are the
+  ``func`` of the object ``__SCK__x`` (DEFINE_STATIC_CALL) and every store into it.
+
   For a call through a local variable with one simple definition in the same function
   (``ops = dev->netdev_ops; ops->ndo_start_xmit(...)``), the definition's layers are appended
   to ``layers`` and ``base`` is that definition's base.
@@ -61,6 +65,7 @@ Object (a global/static variable with an initializer that holds functions/object
 Store (an assignment into a function-pointer or record-pointer slot at run time)::
 
   {target: {layers: [[record, field]...]} | {var: ID}, value: Value, function: ID, file, line}
+  (``static_call_update(x, f)`` is a store with target ``{var: "__SCK__x", static_call: true}``)
 
 Copy (a whole record copied: ``*a = *b``, ``a->s = b->s``, ``memcpy(a, b, sizeof(*a))``)::
 

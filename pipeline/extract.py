@@ -28,7 +28,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 2
+EXTRACTOR_VERSION = 3
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -89,8 +89,17 @@ def children(c: ci.Cursor) -> list[ci.Cursor]:
 # cindex's Cursor.kind looks the kind up through a checked classmethod on every read; the walk
 # reads it ~10^5 times per TU.  Same result, one list index.
 _KINDS = ci.CursorKind._kinds
+_FUNCTION_DECL, _VAR_DECL = ci.CursorKind.FUNCTION_DECL.value, ci.CursorKind.VAR_DECL.value
 ci.Cursor.kind = property(lambda self: _KINDS[self._kind_id])  # type: ignore[assignment]
 
+_raw.clang_Cursor_isFunctionInlined.argtypes = [ci.Cursor]
+_raw.clang_Cursor_isFunctionInlined.restype = ctypes.c_uint
+_raw.clang_isCursorDefinition.argtypes = [ci.Cursor]
+_raw.clang_isCursorDefinition.restype = ctypes.c_uint
+_raw.clang_Cursor_getVarDeclInitializer.argtypes = [ci.Cursor]
+_raw.clang_Cursor_getVarDeclInitializer.restype = ci.Cursor
+_raw.clang_Cursor_isNull.argtypes = [ci.Cursor]
+_raw.clang_Cursor_isNull.restype = ctypes.c_int
 BO_ASSIGN, BO_COMMA = 22, 33  # CXBinaryOperatorKind
 UO_ADDROF, UO_DEREF = 5, 6  # CXUnaryOperatorKind
 
@@ -292,7 +301,9 @@ class Extractor:
             linkage = "internal" if d.linkage == ci.LinkageKind.INTERNAL else "external"
             f = self.rel(d.location.file)
             hkey = None
-            if d.is_definition() and is_header(f):
+            # Only inline header functions are shared documents; an out-of-line one is
+            # emitted (and walked) by each TU that defines it, see _emitted_from_header().
+            if d.is_definition() and is_header(f) and _raw.clang_Cursor_isFunctionInlined(d):
                 loc = d.location
                 hkey = self.header_key(f, loc.line, loc.column, name)
                 if hkey not in self.seen_headers and not self.store_has(hkey):
@@ -334,7 +345,7 @@ class Extractor:
         for c in children(self.tu.cursor):
             _raw.clang_getInstantiationLocation(_lib.clang_getCursorLocation(c),
                                                 ctypes.byref(fptr), None, None, None)
-            if fptr.value not in wanted:
+            if fptr.value not in wanted and not self._emitted_from_header(c):
                 continue
             kind = c.kind
             if kind == K.FUNCTION_DECL:
@@ -348,6 +359,22 @@ class Extractor:
         self._finish_bpf()
         self.doc["header_functions"] = sorted(set(self.doc["header_functions"]))
         return self.doc
+
+    @staticmethod
+    def _emitted_from_header(c: ci.Cursor) -> bool:
+        """A definition a header makes this TU emit: walk it like the main file's.
+
+        ``#include <linux/lsm_hook_defs.h>`` under a LSM_HOOK() that defines functions
+        (kernel/bpf/bpf_lsm.c), CREATE_TRACE_POINTS + include/trace/events/*.h: out-of-line
+        functions and initialised objects whose expansion site is the header.  Inline
+        functions are not here: they are extracted once per run when something uses them.
+        """
+        k = c._kind_id
+        if k == _FUNCTION_DECL:
+            return bool(_raw.clang_isCursorDefinition(c)) and not _raw.clang_Cursor_isFunctionInlined(c)
+        if k == _VAR_DECL:
+            return not _raw.clang_Cursor_isNull(_raw.clang_Cursor_getVarDeclInitializer(c))
+        return False
 
     def _file_ptr(self, name: str) -> int | None:
         return _raw.clang_getFile(self.tu.obj, name.encode()) or None
@@ -782,6 +809,8 @@ class FunctionWalker:
         self.cases: list[dict[str, Any]] = []
         self.fallbacks: set[str] = set()
         self._labels: list[str] | None = None
+        self._switch_on_id: list[bool] = []
+        self.unlabeled: list[str] = []
         self._label_open = False
 
     def walk(self, body: ci.Cursor) -> None:
@@ -790,7 +819,8 @@ class FunctionWalker:
         if self.is_proto_fn:
             cases = [c for c in self.cases if c["protos"] or c["calls"]]
             self.ex.doc["bpf"]["proto_switches"].append({
-                "function": self.fid, "cases": cases, "fallbacks": sorted(self.fallbacks)})
+                "function": self.fid, "cases": cases, "fallbacks": sorted(self.fallbacks),
+                "unlabeled": self.unlabeled})
 
     def visit(self, c: ci.Cursor, parent: ci.Cursor | None) -> None:
         k = c.kind
@@ -836,10 +866,21 @@ class FunctionWalker:
             for ch in children(c):
                 self.flow(ch, c, "return", {"function": self.fid})
             return
-        elif k == K.CASE_STMT and self.is_proto_fn:
+        elif k == K.SWITCH_STMT and self.is_proto_fn:
+            # Only a switch on the helper id opens cases; a nested switch on, say,
+            # prog->expected_attach_type keeps the BPF_FUNC_ label it sits under
+            # (kernel/bpf/cgroup.c: case BPF_FUNC_get_retval: switch (...) { default: ... }).
+            kids = children(c)
+            on_id = bool(kids) and _canon(strip(kids[0]).type) == "enum bpf_func_id"
+            self._switch_on_id.append(on_id)
+            for ch in kids:
+                self.visit(ch, c)
+            self._switch_on_id.pop()
+            return
+        elif k == K.CASE_STMT and self.is_proto_fn and self._in_id_switch():
             self.case(c)
             return
-        elif k == K.DEFAULT_STMT and self.is_proto_fn:
+        elif k == K.DEFAULT_STMT and self.is_proto_fn and self._in_id_switch():
             saved = self._labels
             self._labels = None
             for ch in children(c):
@@ -1079,13 +1120,21 @@ class FunctionWalker:
                 self._label_open = False
                 self.visit(ch, c)
 
+    def _in_id_switch(self) -> bool:
+        return bool(self._switch_on_id) and self._switch_on_id[-1]
+
     def _current_case(self) -> dict[str, Any] | None:
         return self.cases[-1] if self._labels is not None and self.cases else None
 
     def _proto_value(self, obj_id: str) -> None:
         cur = self._current_case()
-        if cur is not None and obj_id not in cur["protos"]:
-            cur["protos"].append(obj_id)
+        if cur is not None:
+            if obj_id not in cur["protos"]:
+                cur["protos"].append(obj_id)
+        elif obj_id not in self.unlabeled:
+            # Returned outside a 'case BPF_FUNC_x:' (under default:, or after an
+            # 'if (func_id == BPF_FUNC_x)'): kept, with no id attached.
+            self.unlabeled.append(obj_id)
 
     def _proto_call(self, call: ci.Cursor) -> None:
         ref = call.referenced

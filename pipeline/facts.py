@@ -87,7 +87,7 @@ Bpf (see :mod:`pipeline.bpf` for the kernel idioms)::
 
   {protos: [{id, name, func: ID|None, file, line}],
    proto_switches: [{function: ID, cases: [{ids: [BPF_FUNC_x...], protos: [ID], calls: [ID]}],
-                     fallbacks: [ID]}],
+                     fallbacks: [ID], unlabeled: [ID] (protos returned outside any case)}],
    verifier_ops: [{id, name, get_func_proto: ID|None}],
    kfunc_sets: [{name, macro, file, line, kfuncs: [{name, flags: [KF_x...]}]}],
    id_lists: [{name, macro, file, line, names: [str]}]}

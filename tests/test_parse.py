@@ -322,3 +322,19 @@ def test_dask_executor_gives_byte_identical_facts(tmp_path):
         a = FactsStore(stores["local"]).path(key).read_bytes()
         b = FactsStore(stores["dask"]).path(key).read_bytes()
         assert a == b, key
+
+
+def test_nested_switch_keeps_its_label_and_default_protos_are_kept(parsed):
+    sw = {s["function"]: s for s in parsed["tus"]["helpers.c"]["bpf"]["proto_switches"]}
+    cg = sw["cg_func_proto@helpers.c"]
+    assert cg["cases"] == [{"ids": ["BPF_FUNC_ktime_get_ns"], "protos": ["bpf_ktime_get_ns_proto"],
+                            "calls": []}]
+    assert cg["unlabeled"] == ["bpf_map_lookup_elem_proto"]
+
+
+def test_functions_a_header_makes_the_tu_define(parsed):
+    """lsm_hook_defs.h-style: definitions expanded in a header are the TU's functions."""
+    hooks = [f for f in parsed["tus"]["helpers.c"]["functions"] if f["name"].startswith("hook_")]
+    assert [(f["id"], f["file"], f["line"]) for f in hooks] == [
+        ("hook_alpha", "include/hooks.h", 3), ("hook_beta", "include/hooks.h", 4)]
+    assert [c["callee"] for c in hooks[0]["calls"]] == ["cg_func_proto@helpers.c"]

@@ -142,9 +142,21 @@ def object_of(entry: dict[str, Any]) -> str | None:
     return entry.get("output")
 
 
+# Objects compiled with -D__KERNEL__ that are linked into separate images, not into vmlinux or
+# a module: the boot decompressor, real-mode trampoline, vDSO, EFI stub, kexec purgatory.  They
+# define their own memcpy, puts, error, ... which must not stand for the kernel's.
+SEPARATE_IMAGES = re.compile(
+    r"(^|/)(arch/[^/]+/boot/|arch/x86/realmode/|arch/[^/]+/entry/vdso/|arch/x86/um/vdso/|"
+    r"drivers/firmware/efi/libstub/|arch/[^/]+/purgatory/)")
+
+
 def is_kernel_tu(entry: dict[str, Any]) -> bool:
+    """A TU of vmlinux or a module: -D__KERNEL__ (host tools lack it), not a separate image."""
     args = entry.get("arguments") or shlex.split(entry.get("command", ""))
-    return "-D__KERNEL__" in args and str(entry.get("file", "")).endswith(".c")
+    if "-D__KERNEL__" not in args or not str(entry.get("file", "")).endswith(".c"):
+        return False
+    obj = object_of(entry) or ""
+    return not SEPARATE_IMAGES.search(obj)
 
 
 def load_compile_commands(path: Path) -> list[dict[str, Any]]:

@@ -47,7 +47,7 @@ def main() -> int:
     # Like a parse worker: a header function is extracted once per process, not once per TU.
     seen_headers: set[str] = set()
     for t in tasks:
-        text = open(t["file"], "rb").read()
+        text = Path(t["file"]).read_bytes()
         opts = ci.TranslationUnit.PARSE_DETAILED_PROCESSING_RECORD if BTF_TEXT_RE.search(text) else 0
         t0 = time.perf_counter()
         tu = index.parse(t["file"], args=t["args"], options=opts)

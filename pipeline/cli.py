@@ -48,12 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("query", help="answer questions from a callgraph.sqlite database")
     q.add_argument("--db", type=Path, required=True)
     q.add_argument("--json", action="store_true")
+    q.add_argument("--depth", type=int, default=1,
+                   help="callers/callees: levels to follow (default 1; 0 = all)")
+    q.add_argument("--max-depth", type=int, default=64,
+                   help="path: the longest call chain searched (default 64)")
     q.add_argument("what", choices=("stack", "callers", "callees", "path", "icall", "roots"))
     q.add_argument("args", nargs="*")
     d = sub.add_parser("diff", help="what changed between two output directories")
     d.add_argument("out_a", type=Path)
     d.add_argument("out_b", type=Path)
     d.add_argument("--json", action="store_true")
+    d.add_argument("--limit", type=int, default=20,
+                   help="text output: functions listed per root and change (default 20; 0 = all)")
     return ap
 
 
@@ -73,7 +79,8 @@ def make_context(args: argparse.Namespace) -> Context:
             raise KcgError(f"--compile-commands {args.compile_commands.resolve()}: no such file")
         if args.stack_usage and not args.stack_usage.is_dir():
             raise KcgError(f"--stack-usage {args.stack_usage.resolve()}: no such directory")
-        direct = DirectTree(args.source_dir, args.compile_commands, args.stack_usage)
+        direct = DirectTree(args.source_dir.resolve(), args.compile_commands.resolve(),
+                            args.stack_usage.resolve() if args.stack_usage else None)
         config = None
         out = args.output
     else:
@@ -127,8 +134,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    # `kcg query --db F callers --depth 2 FN`: argparse fills the query's `args` (nargs="*")
+    # before it meets --depth and then calls FN unrecognised; give such words back to it.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "query" or any(x.startswith("-") for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.args = [*args.args, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         if args.command == "query":
             from pipeline.query import main as query_main

@@ -50,8 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true")
     q.add_argument("--depth", type=int, default=1,
                    help="callers/callees: levels to follow (default 1; 0 = all)")
-    q.add_argument("--max-depth", type=int, default=64,
-                   help="path: the longest call chain searched (default 64)")
+    q.add_argument("--max-depth", type=int, default=256,
+                   help="path: the longest call chain searched (default 256)")
     q.add_argument("what", choices=("stack", "callers", "callees", "path", "icall", "roots"))
     q.add_argument("args", nargs="*")
     d = sub.add_parser("diff", help="what changed between two output directories")

@@ -18,18 +18,60 @@ from pipeline.fsutil import KcgError, read_json
 
 
 def graph_from_node_link(data: dict[str, Any], what: str = "graph") -> nx.DiGraph:
-    """A directed graph from node-link data (``edges`` key), refusing anything else."""
+    """A directed graph from node-link data (``edges`` key): a MultiDiGraph when the data says
+    ``multigraph`` (the resolve stage's full graph, edge key = kind), else a DiGraph."""
     if not isinstance(data, dict) or "nodes" not in data or "edges" not in data:
         raise KcgError(f"{what}: not networkx node-link data with 'nodes' and 'edges' keys")
-    g = nx.node_link_graph(data, directed=True, multigraph=False, edges="edges")
-    if not g.is_directed() or g.is_multigraph():
-        raise KcgError(f"{what}: expected a directed simple graph")
-    return g
+    if not data.get("directed", True):
+        raise KcgError(f"{what}: expected a directed graph")
+    multi = bool(data.get("multigraph", False))
+    return nx.node_link_graph(data, directed=True, multigraph=multi, edges="edges")
 
 
 def load_graph(path: Path) -> nx.DiGraph:
-    """Read a node-link JSON graph (``.json`` or ``.json.gz``)."""
+    """Read a node-link JSON graph (``.json`` or ``.json.gz``), multigraph or not."""
     return graph_from_node_link(read_json(path), str(path))
+
+
+def simple_graph_from_node_link(data: dict[str, Any], what: str = "graph") -> nx.DiGraph:
+    """A DiGraph with one edge per (caller, callee), whatever the data holds.
+
+    callgraph.json is a simple graph, but it is written one record per edge of the full
+    multigraph, so a function that calls another both directly and through a pointer appears
+    twice; networkx would silently keep only the last record.  Merge them instead: callsites
+    united, ``kind`` "direct" when either is (a direct call is the stronger fact).
+    """
+    if not isinstance(data, dict) or "nodes" not in data or "edges" not in data:
+        raise KcgError(f"{what}: not networkx node-link data with 'nodes' and 'edges' keys")
+    g = nx.DiGraph()
+    g.graph.update(data.get("graph") or {})
+    for n in data["nodes"]:
+        g.add_node(n["id"], **{k: v for k, v in n.items() if k != "id"})
+    for e in data["edges"]:
+        u, v = e["source"], e["target"]
+        attrs = {k: x for k, x in e.items() if k not in ("source", "target", "key")}
+        if g.has_edge(u, v):
+            old = g.edges[u, v]
+            sites = sorted(set(old.get("callsites") or []) | set(attrs.get("callsites") or []))
+            kind = "direct" if "direct" in (old.get("kind"), attrs.get("kind")) else old.get("kind")
+            old.update({**attrs, **old, "callsites": sites, "kind": kind})
+        else:
+            g.add_edge(u, v, **attrs)
+    return g
+
+
+def load_simple_graph(path: Path) -> nx.DiGraph:
+    """Read a node-link JSON graph as a DiGraph (see :func:`simple_graph_from_node_link`)."""
+    return simple_graph_from_node_link(read_json(path), str(path))
+
+
+def edge_rows(g: nx.DiGraph) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(caller, callee, kind, attributes) for every edge of a graph or multigraph, sorted."""
+    if g.is_multigraph():
+        rows = [(u, v, d.get("kind") or str(k), d) for u, v, k, d in g.edges(keys=True, data=True)]
+    else:
+        rows = [(u, v, d.get("kind") or "direct", d) for u, v, d in g.edges(data=True)]
+    return sorted(rows, key=lambda r: (r[0], r[1], r[2]))
 
 
 def cycles(g: nx.DiGraph) -> list[list[str]]:
@@ -106,3 +148,8 @@ def split_callsite(site: str) -> tuple[str, int | None, int | None]:
         return site, None, None
     file = ":".join(parts)
     return (file, nums[0], nums[1]) if len(nums) == 2 else (file, nums[0], None)
+
+
+def dot_quote(s: str) -> str:
+    """A DOT double-quoted string (always quoted: an id can be a DOT keyword such as ``node``)."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -28,7 +28,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 3
+EXTRACTOR_VERSION = 4
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -200,6 +200,7 @@ class Extractor:
         self._has_fnptr: dict[int, bool] = {}
         self._texts: dict[str, bytes] = {}
         self._file_names: dict[int | None, str] = {}
+        self.fn_types: dict[str, str] = {}
         self._header_queue: list[tuple[str, ci.Cursor]] = []
         self.header_docs: list[dict[str, Any]] = []
         # The document that facts go to: the TU's, or a header function's while we walk it.
@@ -311,6 +312,9 @@ class Extractor:
                     self._header_queue.append((hkey, d))
             hit = (function_id(name, linkage, f), linkage, f, hkey)
             self._fn_ids[key] = hit
+            # The declared type: a function defined in assembly has no definition to read it
+            # from, and type-based resolution needs it for every address-taken function.
+            self.fn_types[hit[0]] = _canon(d.type)
         if hit[3] is not None:
             self.sink["header_functions"].append(hit[3])
         return hit[0], hit[1], hit[2]
@@ -357,6 +361,9 @@ class Extractor:
             self.btf_sets()
         self._drain_headers()
         self._finish_bpf()
+        for d in [self.doc, *self.header_docs]:
+            for at in d["address_taken"]:
+                at["type"] = self.fn_types.get(at["id"])
         self.doc["header_functions"] = sorted(set(self.doc["header_functions"]))
         return self.doc
 

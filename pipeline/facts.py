@@ -78,7 +78,8 @@ Cast (between a record pointer and another record pointer / void* / an integer):
 
 AddressTaken (every use of a function other than calling it)::
 
-  {id, context: "init"|"store"|"arg"|"return"|"cast"|"other", where: {...}, file, line}
+  {id, type (its canonical function type, also for functions defined in assembly),
+   context: "init"|"store"|"arg"|"return"|"cast"|"other", where: {...}, file, line}
     init:  where = {object: ID, path: [...]};   store: where = {target: ...}
     arg:   where = {callee: ID|None, index: int}; return: where = {function: ID}
     cast:  where = {to: type}

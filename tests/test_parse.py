@@ -181,6 +181,9 @@ def test_address_taken_contexts(parsed):
     ctx = {(a["id"], a["context"]) for a in at}
     assert ("array_map_lookup_elem@maps.c", "init") in ctx
     assert ("cb_one@maps.c", "init") in ctx
+    types = {a["id"]: a["type"] for a in at}
+    assert types["cb_one@maps.c"] == "int (int)"
+    assert types["array_map_lookup_elem@maps.c"] == "void *(struct bpf_map *, void *)"
 
 
 def test_rerun_parses_nothing_and_touching_a_header_reparses_its_users(parsed, tmp_path):

@@ -1,0 +1,790 @@
+"""The resolve stage: indirect-call targets (FLTA + MLTA on source facts) and the full graph.
+
+Input: ``linked.json.gz``.  Outputs:
+
+- ``graph.json.gz``: the full callgraph, networkx node-link data (``edges`` key, a directed
+  multigraph whose edge ``key`` is the edge kind): nodes ``{id, name, file, line, linkage,
+  defined, type, attrs, section, bpf_kfunc}``, edges ``{source, target, key, kind:
+  "direct"|"indirect", callsites: ["file:line:col"] (sorted)}``;
+- ``icalls.json``: a list, one entry per indirect call site: ``{caller, file, line, column, expr,
+  fn_type, layers, base, resolution: "field"|"var"|"array"|"type"|"unresolved", rule, targets,
+  type_layer_count, trusted_layers, fallbacks}`` (``rule`` is the rule that produced the
+  targets, kept when ``resolution`` is ``unresolved`` because the set is empty);
+- ``metrics.json``: site counts, mean/median/max targets per site for the result and for the type
+  layer alone, the share of sites per rule, and every fallback counted by reason.
+
+The rules (MLTA, CCS'19, restated for source facts; see docs/notes on indirect calls)
+-------------------------------------------------------------------------------------
+*Type layer (FLTA).*  The candidates of a call are the address-taken functions whose canonical
+function type equals the call's: the kernel's own kCFI classes.  Every result is a subset of it.
+
+*Field layers.*  A call ``a->b.ops->fn(...)`` reaches the pointer through the layers
+``(ops-record, fn), (b-record, ops), (a-record, b)`` (innermost first).  What can sit in a layer's
+slot comes from three sources:
+
+- initializers of global objects (designated, positional and nested): the entry path
+  ``[(A, b), (B, ops)]`` of object ``x`` puts its value into slot ``(B, ops)`` of the sub-object
+  ``x.b``, and ``x.b`` itself is the content of slot ``(A, b)`` — every enclosing (record, field)
+  of an entry holds it (MLTA's nested confinement);
+- run-time stores (``p->ops = &x``, ``p->fn = f``): the slot of *any* object of that record may be
+  the one written, so a store's value is added at its layer wherever that layer is read;
+- whole-record copies between records of the same type (MLTA's record-to-record propagation):
+  they move values between objects of one record type, so the layers of a copied record are read
+  as the union over all its objects instead of per object;
+- value flows: a slot that receives what another slot or a global variable holds
+  (``file->f_op = inode->i_fop``) gets everything that one may hold (fixpoint); MLTA's
+  propagation between layers.
+
+Resolution walks the layers from the outermost trusted one inwards: the content of the outer slot
+(objects it points to, or the embedded sub-object) is followed through the next layer, so
+``a->ops->fn`` gets exactly the ``fn`` entries of the objects ever stored into ``(A, ops)`` plus
+the run-time stores into ``(OPS, fn)`` — a decoy table of the same slot type that is never stored
+into ``(A, ops)`` does not appear.  The result is intersected with the type layer.
+
+*Not trusted* (MLTA's escape rules; each fallback is recorded at the site and counted):
+
+- a non-constant value (a parameter in a setter, a field read, a call's result) is stored into
+  the layer's slot (``nonconst-store``) or appears in an initializer (``nonconst-init``);
+- the layer's record is cast to or from another record type (``record-cast``), or copied from
+  a different or unknown type (``copy-other-type``); records embedded in such a record (known
+  from nested initializers) are affected the same way, since the foreign writes reach them;
+- a value flows in from an untrusted slot or an unknown variable (``flow-from-untrusted``);
+- the layer cannot be seen whole: its slot holds an object without facts (``opaque-object``:
+  defined in assembly or a failed TU); no fact shows the slot is one whose writes the parser
+  records (``unseen-slot``: a ``void *`` field cast at the call, say — the parser records stores
+  only into function-pointer slots and pointers to records holding them); or the outer slot
+  holds objects of another record than the next layer's (``slot-type-mismatch``: the chain went
+  through a ``void *`` such as ``seq = file->private_data``).
+An untrusted layer and every layer outside it are dropped; the layers inside it still apply,
+finally the type layer alone.
+
+*Functions stored where the facts cannot say* (``*(volatile T *)&p->fn = f``, a store through a
+pointer to a function pointer): such a function may sit in any slot of its type, so it is added
+to every field/variable result (then intersected with the type layer).  Address-taken functions
+whose type is unknown (defined nowhere the parser saw) are put into every type class.  Both are
+counted in ``metrics.json`` (``wild_functions``, ``untyped_address_taken``).
+
+*Unions.*  A store through one member is a store to the others: every field of a record named
+``union ...`` is one slot ``(union X, *)``.
+
+*Variables and arrays.*  A call through a global/static function-pointer variable or array gets
+what is assigned to it (its initializer entries and the stores into it) when all of it is constant
+functions/objects; a non-constant store, or a variable with no facts at all, falls back to the
+layers/type layer.  With layers (``tbl[i].fn()``, ``cur_ops->fn()``) the variable is the outermost
+container of the walk.
+
+*Static calls* (``static_call(x)(...)``, base kind ``static_call``) are patched direct jumps, not
+kCFI-checked calls: their targets are the key's DEFINE_STATIC_CALL function and every
+``static_call_update`` (rule ``var``), with no exact-type filter.  A non-constant update, a key
+without facts, or a tracepoint key (updated by ``tracepoint_update_call`` with any registered
+probe) falls back to the address-taken functions with the same parameter list.
+
+*Locals and parameters* get the type layer, unless the parser appended the layers of a simple
+local definition (then they resolve as field layers).
+
+Speed: every index (slot contents, per-layer stores, taints, type classes) is built once; a site
+costs a walk over the few objects its layers hold; walks are memoized per (layers, root).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.fsutil import atomic_write_text, write_json
+from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
+from pipeline.runner import Context, Stage, StageResult, stage_input_hash
+
+RESOLVE_VERSION = 3  # bump whenever a rule changes: reruns resolve on old outputs
+GRAPH_FILE = "graph.json.gz"
+ICALLS_FILE = "icalls.json"
+METRICS_FILE = "metrics.json"
+
+# Address-taken functions whose type the facts do not give (defined nowhere in C: assembly, a
+# failed TU) could be the target of any call: soundness puts them into every type class.  They
+# still drop out wherever a field layer confines the call.
+UNTYPED_MATCH_ALL = True
+
+STATIC_CALL_TRAMP_PREFIX = "__SCT__"  # include/linux/static_call_types.h: STATIC_CALL_TRAMP
+
+NODE_KEYS = ("id", "name", "file", "line", "linkage", "defined", "type", "attrs", "section",
+             "bpf_kfunc")
+VAR_BASES = ("global", "static", "array")
+
+Layer = tuple[str, str]
+Path_ = tuple[Layer, ...]
+Loc = tuple[str, Path_]  # (object id, path of a sub-object inside it)
+
+
+def norm_layer(record: str, fld: str) -> Layer:
+    """A layer as the resolver keys it: every member of a union is one slot."""
+    if record.startswith("union "):
+        return (record, "*")
+    return (record, fld)
+
+
+def norm_path(path: Iterable[Any]) -> Path_:
+    """An initializer path without array subscripts (any element of an array may be read)."""
+    out = []
+    for rec, fld in path:
+        if rec == "[]":
+            continue
+        out.append((rec, "*") if rec.startswith("union ") else (rec, fld))
+    return tuple(out)
+
+
+def strip_quals(t: str | None) -> str | None:
+    """A record type without cv-qualifiers (``const struct x`` -> ``struct x``)."""
+    if not t:
+        return t
+    words = [w for w in t.split() if w not in ("const", "volatile")]
+    return " ".join(words)
+
+
+def record_type(t: str | None) -> str | None:
+    """The record a declared object type names: ``const struct x[4]`` -> ``struct x``."""
+    t = strip_quals(t)
+    if not t:
+        return None
+    t = re.sub(r"(\s*\[[^\]]*\])+$", "", t)
+    if t.endswith("*") or not t.startswith(("struct ", "union ")):
+        return None
+    return t
+
+
+def param_list(t: str) -> str:
+    """The parameter list of a canonical function type: ``int (void *, int)`` -> ``(void *, int)``.
+    """
+    depth = 0
+    for i in range(len(t) - 1, -1, -1):
+        c = t[i]
+        if c == ")":
+            depth += 1
+        elif c == "(":
+            depth -= 1
+            if depth == 0:
+                return t[i:]
+    return t
+
+
+def canon_type(t: str | None) -> str | None:
+    """The canonical function type, spacing-insensitive."""
+    return " ".join(t.split()) if t else t
+
+
+@dataclass
+class Vals:
+    """What a slot may hold: functions, objects pointed to, and embedded sub-objects."""
+
+    funcs: set[str] = field(default_factory=set)
+    objs: set[str] = field(default_factory=set)
+    subs: set[Loc] = field(default_factory=set)
+
+    def update(self, other: Vals | None) -> None:
+        if other is not None:
+            self.funcs |= other.funcs
+            self.objs |= other.objs
+            self.subs |= other.subs
+
+
+class Resolver:
+    """Indexes the linked facts once; :meth:`resolve_site` answers one indirect call."""
+
+    def __init__(self, linked: dict[str, Any]):
+        self.node_type: dict[str, str | None] = {
+            n["id"]: canon_type(n.get("type")) for n in linked["nodes"]}
+        self._index_types(linked)
+        self._index_objects(linked)
+        self._index_records(linked)
+        self._index_stores(linked)
+        self._memo: dict[tuple[Path_, str | None], frozenset[str]] = {}
+        self._by_params: dict[str, frozenset[str]] | None = None
+        self.counts: Counter[str] = Counter()
+
+    # ---- type layer ------------------------------------------------------------------------
+
+    def _index_types(self, linked: dict[str, Any]) -> None:
+        by_type: dict[str, set[str]] = defaultdict(set)
+        untyped: set[str] = set()
+        for at in linked["address_taken"]:
+            fid = at.get("id")
+            if not fid:
+                continue
+            t = self.node_type.get(fid) or canon_type(at.get("type"))
+            if t:
+                by_type[t].add(fid)
+            elif fid.startswith(STATIC_CALL_TRAMP_PREFIX):
+                # A static-call trampoline (assembly, untyped in the facts) has its address taken
+                # only to be patched (struct tracepoint.static_call_tramp, the tramp argument of
+                # __static_call_update); it is entered only by static_call() sites, which
+                # resolve to the key's functions themselves.  Not a target of any other call.
+                continue
+            else:
+                untyped.add(fid)
+        self.untyped = frozenset(untyped)
+        self.flta: dict[str, frozenset[str]] = {t: frozenset(s) for t, s in by_type.items()}
+
+    def type_layer(self, fn_type: str | None) -> frozenset[str]:
+        """FLTA: the address-taken functions of exactly this type (plus untyped ones)."""
+        t = canon_type(fn_type) if fn_type != "?" else None
+        base = self.flta.get(t, frozenset()) if t else frozenset()
+        if UNTYPED_MATCH_ALL and self.untyped:
+            return base | self.untyped
+        return base
+
+    # ---- slots of global objects -----------------------------------------------------------
+
+    def _index_objects(self, linked: dict[str, Any]) -> None:
+        self.objects = {o["id"]: o for o in linked["objects"]}
+        self.slots: dict[tuple[str, Path_], Vals] = {}  # (object, path ending in a layer)
+        self.layer_slots: dict[Layer, set[tuple[str, Path_]]] = defaultdict(set)
+        self.root: dict[str, Vals] = defaultdict(Vals)  # values of a variable/array itself
+        self.embedded: dict[str, set[str]] = defaultdict(set)  # record -> records embedded in it
+        self.layer_taint: dict[Layer, str] = {}
+        self.var_taint: dict[str, str] = {}
+        # Layers an initializer writes a function or NULL into: only function-pointer slots
+        # get such entries, so these slots are of a kind whose writes the facts record.
+        self.fnptr_init: set[Layer] = set()
+        # layer -> records of the sub-objects nested initializers show inside its slot
+        self.sub_records: dict[Layer, set[str]] = defaultdict(set)
+        for obj in linked["objects"]:
+            oid = obj["id"]
+            for entry in obj.get("entries") or ():
+                path = norm_path(entry.get("path") or ())
+                value = entry.get("value") or {}
+                for m, layer in enumerate(path):
+                    key = (oid, path[:m + 1])
+                    vals = self.slots.get(key)
+                    if vals is None:
+                        vals = self.slots[key] = Vals()
+                        self.layer_slots[layer].add(key)
+                    if m + 1 < len(path):
+                        # A nested initializer: the sub-object is the slot's content, and the
+                        # inner record is embedded in this one.
+                        vals.subs.add(key)
+                        self.embedded[layer[0]].add(path[m + 1][0])
+                        self.sub_records[layer].add(path[m + 1][0])
+                target = self.slots[(oid, path)] if path else self.root[oid]
+                kind = value.get("kind")
+                if path and kind in ("function", "null"):
+                    self.fnptr_init.add(path[-1])
+                if kind == "function":
+                    target.funcs.add(value["id"])
+                elif kind == "object":
+                    target.objs.add(value["id"])
+                elif kind == "nonconst":
+                    if path:
+                        self.layer_taint.setdefault(path[-1], "nonconst-init")
+                    else:
+                        self.var_taint.setdefault(oid, "nonconst-init")
+
+    # ---- run-time stores ---------------------------------------------------------------------
+
+    def _index_stores(self, linked: dict[str, Any]) -> None:
+        """Stores by the slot they write; non-constant values become flows or taints."""
+        self.store_vals: dict[Layer, Vals] = defaultdict(Vals)
+        self.var_stored: set[str] = set()
+        # Slots some store writes (any value): the parser records stores only into
+        # function-pointer slots, pointers to records holding them, and such records.
+        self.stored_layers: set[Layer] = set()
+        # (target, source): a slot that receives what another slot or variable holds
+        # (``file->f_op = inode->i_fop``, ``a->cb = default_cb_ptr``): MLTA propagation.
+        flows: list[tuple[tuple[str, Any], tuple[str, Any]]] = []
+        for st in linked["stores"]:
+            target = st.get("target") or {}
+            value = st.get("value") or {}
+            kind = value.get("kind")
+            if target.get("var"):
+                tkey: tuple[str, Any] = ("var", target["var"])
+                self.var_stored.add(target["var"])
+                vals = self.root[target["var"]]
+            else:
+                layers = target.get("layers") or ()
+                if not layers:
+                    continue
+                tkey = ("layer", norm_layer(*layers[0]))  # innermost: the slot written
+                vals = self.store_vals[tkey[1]]
+                self.stored_layers.add(tkey[1])
+            if kind == "function":
+                vals.funcs.add(value["id"])
+            elif kind == "object":
+                vals.objs.add(value["id"])
+            elif kind == "nonconst":
+                src = self._source_of(value)
+                if src is not None:
+                    flows.append((tkey, src))
+                else:
+                    self._taint(tkey, "nonconst-store")
+        self._propagate(flows)
+        # Functions stored into a slot the parser could not name (``*(T *)&x = f``): they
+        # may sit in any slot of their type, so every field walk keeps them.
+        wild = set()
+        for at in linked["address_taken"]:
+            if at.get("context") == "store":
+                t = (at.get("where") or {}).get("target") or {}
+                if not (t.get("layers") or t.get("var") or "local" in t):
+                    wild.add(at["id"])
+        self.wild = frozenset(wild)
+
+    @staticmethod
+    def _source_of(value: dict[str, Any]) -> tuple[str, Any] | None:
+        """The slot or variable a non-constant value is read from, when the facts name it."""
+        what = value.get("what")
+        if what == "field" and value.get("layers"):
+            return ("layer", norm_layer(*value["layers"][0]))
+        if what in VAR_BASES and value.get("id"):
+            return ("var", value["id"])
+        base = value.get("base") or {}
+        if not value.get("layers") and base.get("kind") in VAR_BASES and base.get("id"):
+            return ("var", base["id"])  # tbl[i]
+        return None
+
+    def _taint(self, key: tuple[str, Any], reason: str) -> bool:
+        table: dict[Any, str] = self.layer_taint if key[0] == "layer" else self.var_taint
+        if key[1] in table:
+            return False
+        table[key[1]] = reason
+        return True
+
+    def _source_reason(self, src: tuple[str, Any]) -> str | None:
+        if src[0] == "layer":
+            return self.layer_taint.get(src[1]) or self.rec_taint.get(src[1][0])
+        var = src[1]
+        if var not in self.objects and var not in self.var_stored:
+            return "opaque-var"
+        return self.var_taint.get(var)
+
+    def _propagate(self, flows: list[tuple[tuple[str, Any], tuple[str, Any]]]) -> None:
+        """Fixpoint of value flows between slots/variables; taint flows along too."""
+        init: dict[Layer, Vals] = {}
+
+        def full(key: tuple[str, Any]) -> Vals:
+            if key[0] == "var":
+                return self.root[key[1]]
+            layer = key[1]
+            if layer not in init:
+                v = Vals()
+                for slot in self.layer_slots.get(layer, ()):
+                    v.funcs |= self.slots[slot].funcs
+                    v.objs |= self.slots[slot].objs
+                init[layer] = v
+            out = Vals(set(init[layer].funcs), set(init[layer].objs))
+            out.update(self.store_vals.get(layer))
+            return out
+
+        changed = True
+        while changed:
+            changed = False
+            for tgt, src in flows:
+                if self._source_reason(src) is not None:
+                    changed |= self._taint(tgt, "flow-from-untrusted")
+                    continue
+                sv = full(src)
+                tv = self.root[tgt[1]] if tgt[0] == "var" else self.store_vals[tgt[1]]
+                n = len(tv.funcs) + len(tv.objs)
+                tv.funcs |= sv.funcs
+                tv.objs |= sv.objs
+                changed |= len(tv.funcs) + len(tv.objs) != n
+        self.flows = len(flows)
+
+    # ---- record-level facts: casts and copies --------------------------------------------------
+
+    def _closure(self, records: dict[str, str]) -> dict[str, str]:
+        """Records plus every record embedded in them (transitively), keeping the reason."""
+        out = dict(records)
+        todo = list(records)
+        while todo:
+            r = todo.pop()
+            for inner in self.embedded.get(r, ()):
+                if inner not in out:
+                    out[inner] = out[r]
+                    todo.append(inner)
+        return out
+
+    def _index_records(self, linked: dict[str, Any]) -> None:
+        tainted: dict[str, str] = {}
+        for c in linked["casts"]:
+            a, b = strip_quals(c.get("from_record")), strip_quals(c.get("to_record"))
+            if a and b and a != b:
+                tainted.setdefault(a, "record-cast")
+                tainted.setdefault(b, "record-cast")
+        copied: dict[str, str] = {}
+        for c in linked["copies"]:
+            dst, src = strip_quals(c.get("dst_type")), strip_quals(c.get("src_type"))
+            if not dst:
+                continue
+            if src is None and (c.get("src") or {}).get("kind") == "object":
+                obj = self.objects.get(c["src"].get("id") or "")
+                src = strip_quals(obj.get("type")) if obj else None
+            if src == dst:
+                # Same record type: the values moved were already stored into this record's
+                # layers somewhere; only which object holds them changes (read layer-wide).
+                copied.setdefault(dst, "copy")
+            else:
+                # From another record type, a buffer or an unknown source: anything may land.
+                tainted.setdefault(dst, "copy-other-type")
+        self.rec_taint = self._closure(tainted)
+        self.copied = set(self._closure(copied))
+        self._layer_all: dict[Layer, Vals] = {}
+        self._layer_reason: dict[Layer, str | None] = {}
+
+    # ---- trust -------------------------------------------------------------------------------
+
+    def layer_all(self, layer: Layer) -> Vals:
+        """Everything any object's slot of this layer may hold (all objects + stores)."""
+        v = self._layer_all.get(layer)
+        if v is None:
+            v = Vals()
+            for key in self.layer_slots.get(layer, ()):
+                v.update(self.slots[key])
+            v.update(self.store_vals.get(layer))
+            self._layer_all[layer] = v
+        return v
+
+    def layer_untrusted(self, layer: Layer) -> str | None:
+        """Why a layer cannot confine a call (None: it can)."""
+        if layer in self._layer_reason:
+            return self._layer_reason[layer]
+        reason = self.layer_taint.get(layer) or self.rec_taint.get(layer[0])
+        if reason is None:
+            for oid in self.layer_all(layer).objs:
+                if oid not in self.objects:
+                    reason = "opaque-object"
+                    break
+        self._layer_reason[layer] = reason
+        return reason
+
+    def object_record(self, oid: str) -> str | None:
+        """The record an object is (or is an array of); None for pointers and scalars."""
+        obj = self.objects.get(oid)
+        return record_type(obj.get("type")) if obj else None
+
+    def slot_unseen(self, layer: Layer) -> str | None:
+        """The innermost layer: is it a slot whose writes the facts record?
+
+        A field the call reads a function pointer from is seen when some store writes it or
+        an initializer puts a function/NULL there.  A slot with no such fact may be a ``void *``
+        (or integer) field cast to a function pointer, whose writes are not recorded: the
+        layer cannot be seen whole.
+        """
+        if layer in self.stored_layers or layer in self.fnptr_init:
+            return None
+        return "unseen-slot"
+
+    def link_unseen(self, layer: Layer, inner: str) -> str | None:
+        """An outer layer: does its slot hold (point to or embed) the inner layer's record?
+
+        Every object stored there must be of the inner record and every nested initializer
+        must continue into it; an empty slot must at least be one the parser records stores
+        into.  Otherwise the chain went through a ``void *`` or a cast (``seq =
+        file->private_data; seq->op->...``) and the slot's writes are not all in the facts.
+        """
+        vals = self.layer_all(layer)
+        if not vals.objs and not vals.subs:
+            return None if layer in self.stored_layers else "unseen-slot"
+        for oid in vals.objs:
+            if self.object_record(oid) != inner:
+                return "slot-type-mismatch"
+        if vals.subs and self.sub_records.get(layer, set()) != {inner}:
+            return "slot-type-mismatch"
+        return None
+
+    def var_untrusted(self, var: str, outer: str | None = None) -> str | None:
+        """Why a variable/array's assignments cannot confine a call (None: they can).
+
+        ``outer`` is the record of the call's outermost layer (None when the call reads the
+        variable's own function pointer): the variable must be that record or point to it.
+        """
+        reason = self.var_taint.get(var)
+        if reason:
+            return reason
+        if var not in self.objects and var not in self.var_stored:
+            return "opaque-var"  # nothing known about it: defined elsewhere or never set
+        for oid in self.root[var].objs:
+            if oid not in self.objects:
+                return "opaque-object"
+            if outer is not None and self.object_record(oid) != outer:
+                return "slot-type-mismatch"
+        if outer is not None and not self.root[var].objs and self.object_record(var) != outer:
+            return "slot-type-mismatch"
+        return None
+
+    # ---- the walk ------------------------------------------------------------------------------
+
+    def walk(self, layers: Path_, root: str | None) -> frozenset[str]:
+        """Functions that can reach slot ``layers[0]`` through ``layers`` (innermost first).
+
+        Without ``root`` the outermost layer is read over all its objects; with a variable
+        ``root`` the walk starts at that variable's content.  Every layer must be trusted.
+        """
+        containers: set[Loc]
+        if root is None:
+            top = self.layer_all(layers[-1])
+            if len(layers) == 1:
+                return frozenset(top.funcs)
+            containers = set(top.subs) | {(o, ()) for o in top.objs}
+            inner = layers[:-1]
+        else:
+            rv = self.root.get(root) or Vals()
+            if not layers:
+                return frozenset(rv.funcs)
+            containers = {(root, ())} | {(o, ()) for o in rv.objs}
+            inner = layers
+        for j in range(len(inner) - 1, -1, -1):
+            layer = inner[j]
+            if layer[0] in self.copied:
+                # Copies move values between objects of this record: read the whole layer.
+                vals = self.layer_all(layer)
+            else:
+                vals = Vals()
+                for oid, path in containers:
+                    vals.update(self.slots.get((oid, (*path, layer))))
+                vals.update(self.store_vals.get(layer))
+            if j == 0:
+                return frozenset(vals.funcs)
+            containers = set(vals.subs) | {(o, ()) for o in vals.objs}
+        raise AssertionError("unreachable")
+
+    def _walk_memo(self, layers: Path_, root: str | None) -> frozenset[str]:
+        # Sites share chains (hundreds of `sk->sk_prot->x`): walk each (layers, root) once.
+        key = (layers, root)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._memo[key] = self.walk(layers, root)
+        return hit
+
+    # ---- one site ----------------------------------------------------------------------------
+
+    def resolve_site(self, site: dict[str, Any]) -> dict[str, Any]:
+        """The targets of one indirect call site, with how they were found."""
+        base = site.get("base") or {}
+        if base.get("kind") == "static_call" and base.get("id"):
+            return self.resolve_static_call(site)
+        flta = self.type_layer(site.get("fn_type"))
+        layers: Path_ = tuple(norm_layer(*lay) for lay in site.get("layers") or ())
+        fallbacks: list[dict[str, Any]] = []
+
+        trusted = 0
+        for j, lay in enumerate(layers):
+            why = self.layer_untrusted(lay)
+            if why is None:
+                why = self.slot_unseen(lay) if j == 0 else self.link_unseen(lay, layers[j - 1][0])
+            if why:
+                fallbacks.append({"layer": list(lay), "reason": why})
+                self.counts[f"fallback:{why}"] += 1
+                break
+            trusted += 1
+
+        root = None
+        if base.get("kind") in VAR_BASES and base.get("id"):
+            if trusted < len(layers):
+                fallbacks.append({"var": base["id"], "reason": "layer-untrusted"})
+            else:
+                why = self.var_untrusted(base["id"], layers[-1][0] if layers else None)
+                if why:
+                    fallbacks.append({"var": base["id"], "reason": why})
+                    self.counts[f"fallback:{why}"] += 1
+                else:
+                    root = base["id"]
+
+        if root is not None:
+            confined = self._walk_memo(layers, root)
+            array = bool(site.get("subscript")) or base.get("kind") == "array"
+            rule = "array" if array else "var"
+        elif trusted:
+            confined = self._walk_memo(layers[:trusted], None)
+            rule = "field"
+        else:
+            confined = None
+            rule = "type"
+        if confined is not None and self.wild:
+            confined = confined | self.wild
+        if site.get("fn_type") in (None, "", "?"):
+            # Without a type there is no class to intersect with: keep what the layers say.
+            targets = set(confined) if confined is not None else set()
+            if confined is None:
+                fallbacks.append({"reason": "no-fn-type"})
+                self.counts["fallback:no-fn-type"] += 1
+        else:
+            targets = set(flta) if confined is None else flta & confined
+        if rule == "type" and not fallbacks:
+            why = f"no-layers:{base.get('kind') or 'unknown'}"
+            fallbacks.append({"reason": why})
+            self.counts[f"fallback:{why}"] += 1
+        return self._entry(site, rule, targets, len(flta), trusted, fallbacks)
+
+    @staticmethod
+    def _entry(site: dict[str, Any], rule: str, targets: set[str], type_count: int,
+               trusted: int, fallbacks: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "caller": site["caller"], "file": site.get("file"), "line": site.get("line"),
+            "column": site.get("col"), "expr": site.get("expr"), "fn_type": site.get("fn_type"),
+            "layers": [list(lay) for lay in site.get("layers") or ()],
+            "base": site.get("base") or {}, "subscript": bool(site.get("subscript")),
+            "resolution": rule if targets else "unresolved", "rule": rule,
+            "targets": sorted(targets), "type_layer_count": type_count,
+            "trusted_layers": trusted, "fallbacks": fallbacks,
+        }
+
+    # ---- static calls --------------------------------------------------------------------------
+
+    def params_layer(self, fn_type: str | None) -> frozenset[str]:
+        """Address-taken functions with this parameter list, whatever they return.
+
+        A static call is a patched direct jump, not a kCFI-checked indirect call, and its
+        trampoline's declared type need not be the target's: 6.1 tracepoint trampolines return
+        ``int`` (``__traceiter_x``) while the probes installed into them return ``void``.
+        """
+        if self._by_params is None:
+            idx: dict[str, set[str]] = defaultdict(set)
+            for t, fids in self.flta.items():
+                idx[param_list(t)].update(fids)
+            self._by_params = {k: frozenset(v) for k, v in idx.items()}
+        t = canon_type(fn_type) if fn_type != "?" else None
+        base = self._by_params.get(param_list(t), frozenset()) if t else frozenset()
+        return base | self.untyped if UNTYPED_MATCH_ALL else base
+
+    def static_call_funcs(self, key: str) -> frozenset[str]:
+        """DEFINE_STATIC_CALL's function (the key's initializer) and every static_call_update."""
+        out = set(self.root.get(key, Vals()).funcs)
+        obj = self.objects.get(key)
+        if obj is not None:
+            for entry in obj.get("entries") or ():
+                value = entry.get("value") or {}
+                if value.get("kind") == "function":
+                    out.add(value["id"])
+        return frozenset(out)
+
+    def resolve_static_call(self, site: dict[str, Any]) -> dict[str, Any]:
+        """``static_call(x)(...)``: what the key ``__SCK__x`` is defined or updated with.
+
+        Tracepoint keys (``__SCK__tp_func_*``) are updated by ``tracepoint_update_call``
+        (kernel/tracepoint.c) through a non-constant key with whatever probe was registered,
+        which no fact names: those fall back to the parameter-list class.
+        """
+        key = site["base"]["id"]
+        params = self.params_layer(site.get("fn_type"))
+        why = self.var_taint.get(key)
+        if why is None and key.startswith("__SCK__tp_func_"):
+            why = "tracepoint-static-call"
+        if why is None and key not in self.objects and key not in self.var_stored:
+            why = "opaque-var"
+        if why:
+            self.counts[f"fallback:{why}"] += 1
+            return self._entry(site, "type", set(params), len(params), 0,
+                               [{"var": key, "reason": why}])
+        # The key's functions are the targets as they are: no type filter (see params_layer);
+        # functions stored where the facts cannot say (wild) may be there too.
+        targets = set(self.static_call_funcs(key)) | (self.wild & params)
+        return self._entry(site, "var", targets, len(params), 0, [])
+
+
+def _stats(values: list[int]) -> dict[str, float]:
+    if not values:
+        return {"mean": 0.0, "median": 0.0, "max": 0}
+    return {"mean": round(statistics.fmean(values), 3),
+            "median": float(statistics.median(values)), "max": max(values)}
+
+
+def compute_metrics(sites: list[dict[str, Any]], resolver: Resolver,
+                    linked: dict[str, Any]) -> dict[str, Any]:
+    """Counts and target statistics over all indirect call sites."""
+    n = len(sites)
+    res = [len(s["targets"]) for s in sites]
+    typ = [s["type_layer_count"] for s in sites]
+    nonempty = [x for x in res if x]
+    by_res = Counter(s["resolution"] for s in sites)
+    by_rule = Counter(s["rule"] for s in sites)
+    per_rule = {r: _stats([len(s["targets"]) for s in sites if s["rule"] == r])
+                for r in sorted(by_rule)}
+    share = {k: round(v / n, 4) if n else 0.0 for k, v in sorted(by_res.items())}
+    return {
+        "schema": RESOLVE_VERSION,
+        "sites": n,
+        "targets": _stats(res),
+        "targets_nonempty_sites": _stats(nonempty),
+        "type_layer": _stats(typ),
+        "resolution_counts": dict(sorted(by_res.items())),
+        "resolution_share": share,
+        "rule_counts": dict(sorted(by_rule.items())),
+        "targets_by_rule": per_rule,
+        "fallbacks": dict(sorted(resolver.counts.items())),
+        "untrusted_layers": dict(sorted(Counter(
+            r for r in resolver._layer_reason.values() if r).items())),
+        "untyped_address_taken": len(resolver.untyped),
+        "wild_functions": len(resolver.wild),
+        "value_flows": resolver.flows,
+        "untyped_match_all": UNTYPED_MATCH_ALL,
+        "indirect_edges": sum(res),
+        "tus_failed": len(linked.get("failed_tus") or ()),
+        "tus": (linked.get("counts") or {}).get("tus"),
+    }
+
+
+def resolve_linked(linked: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                                    dict[str, Any]]:
+    """(graph node-link data, icalls entries, metrics) for a linked document (pure)."""
+    resolver = Resolver(linked)
+    sites = [resolver.resolve_site(s) for s in linked["icall_sites"]]
+
+    # Direct edges come sorted from link; indirect ones are grouped per (caller, target).
+    indirect: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for s in sites:
+        cs = f"{s['file']}:{s['line']}:{s['column']}"
+        for t in s["targets"]:
+            indirect[(s["caller"], t)].add(cs)
+    edges = [{"source": e["src"], "target": e["dst"], "key": "direct", "kind": "direct",
+              "callsites": e["callsites"]} for e in linked["direct_edges"]]
+    edges += [{"source": src, "target": dst, "key": "indirect", "kind": "indirect",
+               "callsites": sorted(cs)} for (src, dst), cs in sorted(indirect.items())]
+    graph = {
+        "directed": True, "multigraph": True,
+        "graph": {"name": "kcg full callgraph", "link_schema": LINK_VERSION,
+                  "resolve_schema": RESOLVE_VERSION},
+        "nodes": [{k: n.get(k) for k in NODE_KEYS} for n in linked["nodes"]],
+        "edges": edges,
+    }
+    metrics = compute_metrics(sites, resolver, linked)
+    metrics["graph"] = {"nodes": len(graph["nodes"]), "edges": len(graph["edges"]),
+                        "direct_edges": len(linked["direct_edges"]),
+                        "indirect_edges": len(indirect)}
+    return graph, sites, metrics
+
+
+def resolve_inputs(ctx: Context) -> dict[str, Any]:
+    """What resolve depends on: link's output and the rule settings."""
+    return {"link": stage_input_hash(ctx, "link"), "resolve_version": RESOLVE_VERSION,
+            "untyped_match_all": UNTYPED_MATCH_ALL}
+
+
+def run_resolve(ctx: Context) -> StageResult:
+    """Resolve every indirect call site and write the graph, icalls and metrics."""
+    with no_gc():
+        linked = load_linked(ctx)
+        graph, sites, metrics = resolve_linked(linked)
+        write_json_fast(ctx.path(GRAPH_FILE), graph, compress=True)
+        # One site per line: readable and diffable, and written by the C encoder (an indented
+        # dump of ~10k sites goes through the pure-Python one).
+        enc = json.JSONEncoder(sort_keys=True, separators=(",", ": ")).encode
+        atomic_write_text(ctx.path(ICALLS_FILE),
+                          "[\n" + ",\n".join(map(enc, sites)) + "\n]\n")
+        write_json(ctx.path(METRICS_FILE), metrics)
+    t, ty = metrics["targets"], metrics["type_layer"]
+    summary = [
+        f"{metrics['sites']} indirect sites: {t['mean']} targets/site mean "
+        f"(median {t['median']}, max {t['max']}); type layer alone {ty['mean']} mean",
+        "by rule: " + ", ".join(f"{k} {v}" for k, v in metrics["resolution_counts"].items()),
+    ]
+    counts = {"sites": metrics["sites"], "mean_targets": t["mean"],
+              "type_layer_mean": ty["mean"], **metrics["resolution_counts"],
+              "graph_nodes": metrics["graph"]["nodes"], "graph_edges": metrics["graph"]["edges"]}
+    return StageResult(outputs=[GRAPH_FILE, ICALLS_FILE, METRICS_FILE], counts=counts,
+                       summary=summary)
+
+
+STAGE = Stage("resolve", resolve_inputs, run_resolve)

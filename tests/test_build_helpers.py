@@ -120,3 +120,21 @@ def test_build_reruns_when_su_files_are_gone_or_the_tree_is_the_users(tmp_path):
                                        .replace("kconfig/bpf.config", str(REPO / "configs/kconfig/bpf.config")))
     ctx.config = load_config(tmp_path / "own.yaml")
     assert "user's tree" in build.build_always_run(ctx)
+
+
+def test_separately_linked_images_are_not_kernel_tus():
+    """Boot decompressor, realmode, vDSO, EFI stub: -D__KERNEL__ but not vmlinux."""
+    from pipeline.build import is_kernel_tu
+
+    def entry(obj: str) -> dict[str, str]:
+        return {"directory": "/b", "file": f"/s/{obj[:-2]}.c",
+                "command": f"gcc -D__KERNEL__ -c -o {obj} /s/{obj[:-2]}.c"}
+
+    assert is_kernel_tu(entry("kernel/bpf/core.o"))
+    assert is_kernel_tu(entry("drivers/firmware/efi/efi.o"))
+    for obj in ("arch/x86/boot/compressed/misc.o", "arch/x86/boot/a20.o",
+                "arch/x86/realmode/rm/wakemain.o", "arch/x86/entry/vdso/vclock_gettime.o",
+                "drivers/firmware/efi/libstub/random.o", "arch/x86/purgatory/purgatory.o"):
+        assert not is_kernel_tu(entry(obj)), obj
+    host = {"directory": "/b", "file": "/s/scripts/kallsyms.c", "command": "gcc -c scripts/kallsyms.c"}
+    assert not is_kernel_tu(host)

@@ -88,3 +88,18 @@ def default_build() -> Path:
                         "(manifests/build.json missing)", pytrace=False)
         return out
     return _build_to("default.yaml", cache_dir() / "test-outputs" / "default")
+
+
+@pytest.fixture(scope="session")
+def default_pipeline(default_build: Path) -> Path:
+    """The full default config run through every stage (slow tests only).
+
+    Runs ``kcg run --config configs/default.yaml`` on the default build's output directory (with
+    ``KCG_DEFAULT_BUILD=DIR``, that directory); fresh stages are skipped, so after one full run
+    this costs the parse cache check (~20 s).
+    """
+    r = run_kcg("run", "--config", REPO / "configs" / "default.yaml", "--output", default_build,
+                "--no-progress", timeout=4 * 3600)
+    if r.returncode != 0:
+        pytest.fail(f"the default pipeline failed:\n{_explain(r)}", pytrace=False)
+    return default_build

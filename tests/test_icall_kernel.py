@@ -21,10 +21,15 @@ from pipeline.fsutil import read_json
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def resolved(bpf_core_build: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=[
+    pytest.param("bpf-core", marks=pytest.mark.kernel),
+    pytest.param("default", marks=pytest.mark.slow)])
+def resolved(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """parse → link → resolve on a copy of the bpf-core build outputs (the shared dir stays
-    as the build stage left it)."""
+    as the build stage left it), or the full default config (``make test-slow``)."""
+    if request.param == "default":
+        return request.getfixturevalue("default_pipeline")
+    bpf_core_build = request.getfixturevalue("bpf_core_build")
     out = tmp_path_factory.mktemp("bpf-core-resolve")
     for name in ("source.json", "build.json", "compile_commands.json", "stack_usage.json"):
         shutil.copy(bpf_core_build / name, out / name)

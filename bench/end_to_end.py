@@ -33,6 +33,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def kcg(*args: str) -> float:
+    global _last_start
+    _last_start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "pipeline", *args, "--no-progress"], cwd=REPO,
                        text=True, capture_output=True)
@@ -41,11 +43,16 @@ def kcg(*args: str) -> float:
     return time.monotonic() - t0
 
 
-def stage_times(out: Path) -> dict[str, float]:
-    times = {}
+_last_start = ""
+
+
+def stage_times(out: Path) -> dict[str, float | str]:
+    """Seconds per stage in the last run; 'skipped' for stages it found up to date."""
+    times: dict[str, float | str] = {}
     for m in sorted((out / "manifests").glob("*.json")):
         man = json.loads(m.read_text())
-        times[man["stage"]] = man["timings"]["seconds"]
+        ran = man["finished_at"] >= _last_start  # an untouched manifest is from an older run
+        times[man["stage"]] = man["timings"]["seconds"] if ran else "skipped"
     return times
 
 

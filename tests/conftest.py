@@ -103,3 +103,15 @@ def default_pipeline(default_build: Path) -> Path:
     if r.returncode != 0:
         pytest.fail(f"the default pipeline failed:\n{_explain(r)}", pytrace=False)
     return default_build
+
+
+@pytest.fixture(scope="session")
+def linux_612_core() -> Path:
+    """Linux 6.12 (Debian's linux-source-6.12), BPF core scope, run through the roots stage
+    (cached under ``$KCG_CACHE/test-outputs/linux-6.12-bpf-core``; ~4 minutes cold)."""
+    out = cache_dir() / "test-outputs" / "linux-6.12-bpf-core"
+    r = run_kcg("run", "--config", REPO / "configs" / "linux-6.12-bpf-core.yaml", "--to", "roots",
+                "--output", out, "--no-progress", timeout=3600)
+    if r.returncode != 0:
+        pytest.fail(f"linux-6.12 bpf-core failed:\n{_explain(r)}", pytrace=False)
+    return out

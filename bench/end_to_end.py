@@ -57,7 +57,7 @@ def stage_times(out: Path) -> dict[str, float | str]:
 
 
 def parse_counts(out: Path) -> dict[str, int]:
-    c = json.loads((out / "parse.json").read_text())["counts"]
+    c = json.loads((out / "manifests" / "parse.json").read_text())["counts"]
     return {"parsed": c["parsed"], "cached": c["cached"]}
 
 

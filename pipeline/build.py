@@ -7,7 +7,8 @@
 
 Writes ``compile_commands.json`` (kernel TUs only: host tools under ``scripts/`` and
 ``arch/*/tools`` are compiled without ``-D__KERNEL__`` and are dropped), ``stack_usage.json`` (the
-``.su`` files) and ``build.json`` (kconfig check, failed objects, timings).
+``.su`` files) and ``build.json`` (kconfig check, failed objects; timings go to the manifest so
+an unchanged rebuild leaves every output byte-identical and later stages skipped).
 
 Direct-tree mode imports a compile database someone else produced instead of building.
 """
@@ -301,8 +302,7 @@ def run_build(ctx: Context) -> StageResult:
 
     info = {"build_dir": str(bdir), "source": str(src), "compiler": config.compiler,
             "compiler_version": compiler_version(config.compiler), "targets": targets or "all",
-            "kconfig_mismatches": mismatches, "failed_objects": failed, "make_exit": rc,
-            "timings": {k: round(v, 1) for k, v in timings.items()}}
+            "kconfig_mismatches": mismatches, "failed_objects": failed, "make_exit": rc}
     write_json(ctx.path("build.json"), info)
     summary = [f"build: {counts['tus']} kernel TUs, {counts['su_files']} .su files, "
                f"{len(failed)} failed objects ({timings['configure']:.0f}s configure, "
@@ -316,7 +316,8 @@ def run_build(ctx: Context) -> StageResult:
         summary.append("  kconfig: every fragment option took effect")
     return StageResult(
         outputs=["compile_commands.json", "stack_usage.json", "build.json"],
-        counts={**counts, "failed_objects": len(failed), "kconfig_mismatches": len(mismatches)},
+        counts={**counts, "failed_objects": len(failed), "kconfig_mismatches": len(mismatches),
+                "seconds": {k: round(v, 1) for k, v in timings.items()}},
         tools={"compiler": info["compiler_version"]}, summary=summary)
 
 

@@ -404,10 +404,14 @@ def run_parse(ctx: Context) -> StageResult:
         "worker_parse_s": round(work["parse_s"], 1),
         "worker_extract_s": round(work["extract_s"], 1),
     }
+    # parse.json holds only what the facts are, not how this run got them (cache hits,
+    # timings: those go to the manifest), so an unchanged rerun leaves it byte-identical and
+    # the later stages stay skipped.
     write_json(ctx.path("parse.json"), {
         "schema": FACTS_SCHEMA, "store": str(store.root), "source_root": source_root,
-        "build_root": build_root, "tus": tus, "header_functions": all_headers,
-        "counts": counts, "corrupted": sorted(set(store.corrupted))})
+        "build_root": build_root, "tus": [{k: v for k, v in r.items() if k != "cached"}
+                                          for r in tus],
+        "header_functions": all_headers})
     summary = [
         f"parse: {counts['ok']} TUs ok ({counts['cached']} cached, {counts['parsed']} parsed), "
         f"{counts['failed']} failed, {counts['with_errors']} with clang errors, {elapsed:.1f}s",

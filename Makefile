@@ -15,8 +15,8 @@ PYTEST_ARGS ?=
 # HTML report's tests, python3-venv for the virtualenv.
 APT_PACKAGES := build-essential flex bison bc libelf-dev libssl-dev dwarves graphviz chromium \
                 python3-venv cpio kmod rsync
-# The source package the default config unpacks (apt must know it: `apt-get update` once).
-SOURCE_PACKAGE := linux-source-6.1
+# The source packages the configs and tests unpack (apt must know them: `apt-get update` once).
+SOURCE_PACKAGES := linux-source-6.1 linux-source-6.12
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help setup system-packages run test test-slow lint
@@ -43,8 +43,8 @@ system-packages:
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing \
 	    || { echo "setup: apt-get install failed" >&2; exit 1; }; \
-	elif ! apt-cache show $(SOURCE_PACKAGE) >/dev/null 2>&1; then \
-	  echo "setup: apt does not know $(SOURCE_PACKAGE) yet: apt-get update"; \
+	elif ! apt-cache show $(SOURCE_PACKAGES) >/dev/null 2>&1; then \
+	  echo "setup: apt does not know $(SOURCE_PACKAGES) yet: apt-get update"; \
 	  $(SUDO) apt-get update -q \
 	    || echo "setup: apt-get update failed; the source stage can only use a cached .deb" >&2; \
 	fi

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import os
 import re
 from typing import Any
 
@@ -60,6 +59,16 @@ _raw.clang_getSkippedRanges.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 _raw.clang_getSkippedRanges.restype = ctypes.POINTER(_RangeList)
 _raw.clang_disposeSourceRangeList.argtypes = [ctypes.POINTER(_RangeList)]
 _raw.clang_disposeSourceRangeList.restype = None
+_raw.clang_getClangVersion.argtypes = []
+_raw.clang_getClangVersion.restype = ci._CXString
+
+
+def clang_version() -> str:
+    """libclang's own version string ("clang version 18.1.1 ...")."""
+    # The _CXString frees itself (cindex's __del__): no clang_disposeString here.
+    return _raw.clang_getCString(_raw.clang_getClangVersion()).decode()
+
+
 _VISITOR = ctypes.CFUNCTYPE(ctypes.c_int, ci.Cursor, ci.Cursor, ctypes.py_object)
 _raw.clang_visitChildren.argtypes = [ci.Cursor, _VISITOR, ctypes.py_object]
 _raw.clang_visitChildren.restype = ctypes.c_uint
@@ -100,7 +109,7 @@ _raw.clang_Cursor_getVarDeclInitializer.argtypes = [ci.Cursor]
 _raw.clang_Cursor_getVarDeclInitializer.restype = ci.Cursor
 _raw.clang_Cursor_isNull.argtypes = [ci.Cursor]
 _raw.clang_Cursor_isNull.restype = ctypes.c_int
-BO_ASSIGN, BO_COMMA = 22, 33  # CXBinaryOperatorKind
+BO_ASSIGN = 22  # CXBinaryOperatorKind
 UO_ADDROF, UO_DEREF = 5, 6  # CXUnaryOperatorKind
 
 # Expression wrappers that do not change which object or function an expression names.
@@ -131,7 +140,6 @@ _ATTR_INLINE_RE = re.compile(rb"__attribute__\s*\(\(\s*(?:__)?always_inline(?:__
 _SET_START = {"BTF_SET8_START", "BTF_KFUNCS_START", "BTF_SET_START", "BTF_ID_LIST",
               "BTF_ID_LIST_GLOBAL", "BTF_ID_LIST_SINGLE", "BTF_SET_START_GLOBAL"}
 _SET_END = {"BTF_SET8_END", "BTF_KFUNCS_END", "BTF_SET_END"}
-_SET_MEMBER = {"BTF_ID_FLAGS", "BTF_ID"}
 _BTF_MACRO_RE = re.compile(
     rb"\b(BTF_SET8_START|BTF_SET8_END|BTF_KFUNCS_START|BTF_KFUNCS_END|BTF_SET_START|"
     rb"BTF_SET_START_GLOBAL|BTF_SET_END|BTF_ID_LIST|BTF_ID_LIST_GLOBAL|BTF_ID_LIST_SINGLE|"
@@ -466,7 +474,7 @@ class Extractor:
 
     # ---- globals and initializers ---------------------------------------------------------
 
-    def global_var(self, c: ci.Cursor, owner: str | None = None) -> None:
+    def global_var(self, c: ci.Cursor) -> None:
         init = None
         for ch in children(c):
             if ch.kind not in (K.TYPE_REF, K.UNEXPOSED_ATTR, K.ANNOTATE_ATTR, K.ALIGNED_ATTR,
@@ -689,8 +697,7 @@ class Extractor:
         if name is None:
             if fptr.value:
                 cx = _raw.clang_getFileName(fptr.value)
-                name = self.rel(_raw.clang_getCString(cx).decode())
-                _lib.clang_disposeString(cx)
+                name = self.rel(_raw.clang_getCString(cx).decode())  # cx frees itself
             else:
                 name = "<unknown>"
             self._file_names[fptr.value] = name
@@ -778,28 +785,6 @@ def _blank_comments(text: bytes) -> bytes:
     def blank(m: re.Match[bytes]) -> bytes:
         return bytes(0x0A if ch == 0x0A else 0x20 for ch in m.group(0))
     return _COMMENT_RE.sub(blank, text)
-
-
-def _macro_args(tokens: list[str]) -> list[str]:
-    """Top-level comma-separated arguments of ``NAME ( a , b | c )`` tokens."""
-    if len(tokens) < 2 or tokens[1] != "(":
-        return []
-    args, cur, depth = [], [], 0
-    for t in tokens[2:]:
-        if t in "([{":
-            depth += 1
-        elif t in ")]}":
-            if depth == 0:
-                break
-            depth -= 1
-        if t == "," and depth == 0:
-            args.append(" ".join(cur))
-            cur = []
-        else:
-            cur.append(t)
-    if cur:
-        args.append(" ".join(cur))
-    return args
 
 
 class FunctionWalker:
@@ -1167,21 +1152,3 @@ def _expr_text(ex: Extractor, e: ci.Cursor) -> str:
     if len(text) > 200:
         return e.spelling
     return " ".join(text.decode(errors="replace").split())
-
-
-def file_sha(path: str) -> str:
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            h.update(f.read())
-    except OSError:
-        return "missing"
-    return h.hexdigest()
-
-
-def included_files(tu: ci.TranslationUnit) -> list[str]:
-    """Every file the parse read (for the cache key), as absolute normalised paths."""
-    seen = {os.path.normpath(tu.spelling)}
-    for inc in tu.get_includes():
-        seen.add(os.path.normpath(inc.include.name))
-    return sorted(seen)

@@ -98,7 +98,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 FACTS_SCHEMA = 1
 
@@ -139,13 +139,6 @@ def function_id(name: str, linkage: str, rel_file: str) -> str:
 
 def is_header(rel_file: str) -> bool:
     return rel_file.endswith(".h")
-
-
-class Diagnostics(TypedDict):
-    error: int
-    warning: int
-    fatal: int
-    first: list[str]
 
 
 def empty_tu(file: str) -> dict[str, Any]:

@@ -472,13 +472,9 @@ def _missing_headers(docs: dict[str, dict[str, Any]], store: FactsStore) -> set[
 
 
 def _libclang_version() -> str:
-    try:
-        from clang import cindex as ci
+    from pipeline.extract import clang_version
 
-        return ci.conf.lib.clang_getClangVersion().decode() if hasattr(
-            ci.conf.lib.clang_getClangVersion(), "decode") else str(ci.conf.lib.clang_getClangVersion())
-    except Exception:  # version reporting must never fail a run
-        return "unknown"
+    return clang_version()
 
 
 def load_documents(ctx: Context) -> tuple[dict[str, Any], list[dict[str, Any]],

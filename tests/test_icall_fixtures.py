@@ -8,7 +8,6 @@ resolve).  Each test asserts the exact targets of one pattern from ``icalls.json
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -19,35 +18,17 @@ import networkx as nx
 import pytest
 
 from pipeline.fsutil import read_json
+from tests.ctree import compile_tree
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURE = REPO / "tests" / "fixtures" / "icalls"
-CFLAGS = ["-D__KERNEL__", "-O2", "-fstack-usage", "-Wall", "-Wno-unused-function",
-          "-Wno-unused-variable", "-Iinclude"]
-
-
-def _compile_tree(root: Path) -> Path:
-    """Copy the fixture tree to ``root/src``, compile every .c, write compile_commands.json."""
-    src = root / "src"
-    shutil.copytree(FIXTURE, src)
-    entries = []
-    for c in sorted(src.glob("*.c")):
-        args = ["gcc", *CFLAGS, "-c", "-o", c.with_suffix(".o").name, c.name]
-        r = subprocess.run(args, cwd=src, capture_output=True, text=True)
-        assert r.returncode == 0, f"gcc failed on {c.name}:\n{r.stderr}"
-        assert c.with_suffix(".su").exists()
-        entries.append({"directory": str(src), "file": c.name, "arguments": args})
-    cc = root / "compile_commands.json"
-    cc.write_text(json.dumps(entries, indent=1))
-    return cc
-
-
 @pytest.fixture(scope="module")
 def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("gcc") is None:
         pytest.skip("gcc is not installed")
     root = tmp_path_factory.mktemp("icalls")
-    cc = _compile_tree(root)
+    shutil.copytree(FIXTURE, root / "src")
+    cc = compile_tree(root / "src", root / "build")
     out = root / "out"
     cmd = [sys.executable, "-m", "pipeline", "run", "--source", str(root / "src"),
            "--compile-commands", str(cc), "--output", str(out), "--to", "resolve",

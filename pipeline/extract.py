@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 4
+EXTRACTOR_VERSION = 5
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -59,6 +59,13 @@ _raw.clang_getSkippedRanges.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
 _raw.clang_getSkippedRanges.restype = ctypes.POINTER(_RangeList)
 _raw.clang_disposeSourceRangeList.argtypes = [ctypes.POINTER(_RangeList)]
 _raw.clang_disposeSourceRangeList.restype = None
+_raw.clang_getCursorPrintingPolicy.argtypes = [ci.Cursor]
+_raw.clang_getCursorPrintingPolicy.restype = ctypes.c_void_p
+_raw.clang_PrintingPolicy_setProperty.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint]
+_raw.clang_PrintingPolicy_dispose.argtypes = [ctypes.c_void_p]
+_raw.clang_getCursorPrettyPrinted.argtypes = [ci.Cursor, ctypes.c_void_p]
+_raw.clang_getCursorPrettyPrinted.restype = ci._CXString
+_POLICY_TERSE_OUTPUT = 17  # CXPrintingPolicy_TerseOutput: the declaration, not the body
 _raw.clang_getClangVersion.argtypes = []
 _raw.clang_getClangVersion.restype = ci._CXString
 
@@ -132,9 +139,14 @@ _SECTION_OF = {
     "__irq_entry": ".irqentry.text", "__softirq_entry": ".softirqentry.text",
 }
 _WORD_RE = re.compile(rb"[A-Za-z_]\w*")
+# Attributes as clang prints a declaration (``__attribute__((weak))``) -> our names.  This sees
+# attributes that kernel macros put on macro-made definitions (COND_SYSCALL's __weak,
+# BPF_CALL_x's __always_inline), which the text at the definition does not show.
+_CLANG_ATTRS = {"weak": "weak", "always_inline": "always_inline", "noinline": "noinline",
+                "no_instrument_function": "notrace", "used": "used", "cold": "cold",
+                "naked": "naked", "noreturn": "noreturn"}
+_PRINTED_ATTR_RE = re.compile(r"__attribute__\(\((\w+)(?:\(\"([^\"]*)\"\))?")
 _SECTION_RE = re.compile(rb"__section\(\s*\"([^\"]+)\"\s*\)|__section__\s*\(\s*\"([^\"]+)\"")
-_ATTR_WEAK_RE = re.compile(rb"__attribute__\s*\(\(\s*(?:__)?weak(?:__)?\s*\)\)")
-_ATTR_INLINE_RE = re.compile(rb"__attribute__\s*\(\(\s*(?:__)?always_inline(?:__)?\s*\)\)")
 
 # btf_ids.h macros that open and close a set (6.1: BTF_SET8_*; 6.8+: BTF_KFUNCS_*).
 _SET_START = {"BTF_SET8_START", "BTF_KFUNCS_START", "BTF_SET_START", "BTF_ID_LIST",
@@ -442,11 +454,14 @@ class Extractor:
         return fn
 
     def attributes(self, c: ci.Cursor) -> tuple[list[str], str | None]:
-        """Attributes from the declaration's text before its name (kernel macros)."""
+        """Attributes from the AST, plus kernel macro names read from the text before the
+        declaration's name (``noinstr``, ``__bpf_kfunc``, ``__init``: the AST shows only what
+        they expand to)."""
         start, name_loc = c.extent.start, c.location
-        if start.file is None or name_loc.file is None or start.file.name != name_loc.file.name:
-            return [], None
-        text = self.text_of(start.file.name)[start.offset:name_loc.offset]
+        text = b""
+        if start.file is not None and name_loc.file is not None and \
+                start.file.name == name_loc.file.name:
+            text = self.text_of(start.file.name)[start.offset:name_loc.offset]
         attrs, section = set(), None
         for w in _WORD_RE.findall(text):
             word = w.decode()
@@ -456,11 +471,12 @@ class Extractor:
                 section = _SECTION_OF[word]
         if m := _SECTION_RE.search(text):
             section = (m.group(1) or m.group(2)).decode()
-        if _ATTR_WEAK_RE.search(text):
-            attrs.add("weak")
-        if _ATTR_INLINE_RE.search(text):
-            attrs.add("always_inline")
-        if "always_inline" in attrs:
+        for name, arg in self._printed_attributes(c):
+            if name in _CLANG_ATTRS:
+                attrs.add(_CLANG_ATTRS[name])
+            elif name == "section" and arg and section is None:
+                section = arg
+        if "always_inline" in attrs or _raw.clang_Cursor_isFunctionInlined(c):
             attrs.add("inline")
         # What the kernel's attribute macros stand for (include/linux/compiler_types.h;
         # __bpf_kfunc since 6.4: include/linux/btf.h).
@@ -471,6 +487,21 @@ class Extractor:
         if section:
             attrs.add("section")
         return sorted(attrs), section
+
+    @staticmethod
+    def _printed_attributes(c: ci.Cursor) -> list[tuple[str, str | None]]:
+        """(name, string argument) of the attributes clang attached to a declaration."""
+        if not any(ch.kind.is_attribute() for ch in children(c)):
+            return []
+        policy = _raw.clang_getCursorPrintingPolicy(c)
+        try:
+            _raw.clang_PrintingPolicy_setProperty(policy, _POLICY_TERSE_OUTPUT, 1)
+            printed = _raw.clang_getCursorPrettyPrinted(c, policy)
+            text = _raw.clang_getCString(printed).decode(errors="replace")
+        finally:
+            _raw.clang_PrintingPolicy_dispose(policy)
+        head = text.split("{", 1)[0]
+        return [(m.group(1).strip("_"), m.group(2)) for m in _PRINTED_ATTR_RE.finditer(head)]
 
     # ---- globals and initializers ---------------------------------------------------------
 

@@ -42,33 +42,17 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.build import SEPARATE_IMAGES
 from pipeline.facts import FACTS_SCHEMA
 from pipeline.fsutil import KcgError, atomic_write_bytes, read_json, sha256_bytes
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 from pipeline.store import FactsStore
 
-LINK_VERSION = 3  # bump whenever the linked document or a link rule changes
+LINK_VERSION = 4  # bump whenever the linked document or a link rule changes
 LINKED_FILE = "linked.json.gz"
 
 # Calls the compiler expands itself; they never reach a symbol, so they are not graph edges.
 BUILTIN_PREFIXES = ("__builtin_", "__sync_", "__atomic_", "__c11_atomic_", "__arithmetic_fence")
-
-# Directories whose objects never go into the kernel image (boot/real-mode code, the vDSO, the
-# EFI stub, purgatory).  They re-define kernel names (memcpy, strlen, ...); when a name has two
-# strong definitions we prefer the one that is in the image.
-NON_IMAGE_DIRS = (
-    "arch/x86/boot/", "arch/x86/realmode/", "arch/x86/entry/vdso/", "arch/x86/purgatory/",
-    "arch/arm64/kernel/vdso", "arch/x86/um/vdso/", "drivers/firmware/efi/libstub/",
-    "arch/arm/boot/", "arch/arm64/boot/", "arch/riscv/boot/", "arch/s390/boot/",
-    "arch/powerpc/boot/", "scripts/", "tools/", "usr/",
-)
-
-# Files whose every definition is ``__weak`` through a macro (COND_SYSCALL and friends in
-# kernel/sys_ni.c expand to ``__weak long __x64_sys_x(...) { return sys_ni_syscall(); }``).  The
-# parser reads ``__weak`` from the text at the definition, which for a macro-made function is
-# the macro's use, so these come out "external"; without this the stub could beat the real
-# syscall (net/socket.c, ...) by path order.  ``sys_ni_syscall`` itself is the only strong one.
-WEAK_BY_MACRO_FILES = {"kernel/sys_ni.c": {"sys_ni_syscall"}}
 
 FACT_LISTS = ("stores", "copies", "casts", "address_taken")
 BPF_LISTS = ("protos", "proto_switches", "verifier_ops", "kfunc_sets", "id_lists")
@@ -126,7 +110,8 @@ def is_builtin(call: dict[str, Any]) -> bool:
 
 
 def _in_image(file: str | None) -> bool:
-    return not (file or "").startswith(NON_IMAGE_DIRS)
+    # The build stage already drops these TUs; a compile database from elsewhere may not.
+    return not SEPARATE_IMAGES.search(file or "")
 
 
 # One encoder for all canonical keys: json.dumps() builds a new encoder on every call when it
@@ -185,10 +170,7 @@ def _merge_calls(defs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _is_weak(fn: dict[str, Any]) -> bool:
-    if fn.get("linkage") == "weak":
-        return True
-    strong = WEAK_BY_MACRO_FILES.get(fn.get("file") or "")
-    return strong is not None and fn.get("name") not in strong
+    return fn.get("linkage") == "weak"
 
 
 def _loc(fn: dict[str, Any]) -> tuple[str, int, int]:

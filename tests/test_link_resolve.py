@@ -807,11 +807,12 @@ def test_static_calls():
 
 
 def test_cond_syscall_stubs_are_weak():
-    """kernel/sys_ni.c: ``COND_SYSCALL(socket)`` makes a ``__weak`` stub the parser sees as
-    external (the ``__weak`` is inside the macro); the real syscall must win."""
+    """kernel/sys_ni.c: ``COND_SYSCALL(socket)`` makes a ``__weak`` stub (the parser reads the
+    attribute from the AST, see test_parse); the real syscall must win over it."""
     regs = "long (const struct pt_regs *)"
     stub = tu("kernel/sys_ni.c", [
-        fn("__x64_sys_socket", "kernel/sys_ni.c", type=regs, calls=[dcall("sys_ni_syscall")]),
+        fn("__x64_sys_socket", "kernel/sys_ni.c", linkage="weak", type=regs,
+           calls=[dcall("sys_ni_syscall")]),
         fn("sys_ni_syscall", "kernel/sys_ni.c", type="long (void)")])
     real = tu("net/socket.c", [fn("__x64_sys_socket", "net/socket.c", type=regs,
                                   calls=[dcall("__sys_socket", file="net/socket.c")])])

@@ -341,3 +341,11 @@ def test_functions_a_header_makes_the_tu_define(parsed):
     assert [(f["id"], f["file"], f["line"]) for f in hooks] == [
         ("hook_alpha", "include/hooks.h", 3), ("hook_beta", "include/hooks.h", 4)]
     assert [c["callee"] for c in hooks[0]["calls"]] == ["cg_func_proto@helpers.c"]
+
+
+def test_attributes_inside_macros_come_from_the_ast(parsed):
+    stub = fn(parsed, "helpers.c", "__x64_sys_bpf")
+    assert stub["linkage"] == "weak" and "weak" in stub["attrs"]
+    body = fn(parsed, "helpers.c", "____bpf_map_lookup_elem")  # BPF_CALL_2's __always_inline
+    assert {"always_inline", "inline"} <= set(body["attrs"])
+    assert "inline" not in fn(parsed, "helpers.c", "bpf_map_lookup_elem")["attrs"]

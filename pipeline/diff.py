@@ -164,15 +164,14 @@ def format_text(d: dict[str, Any], limit: int = 20) -> str:
             continue
         lines.append(f"{title}: {len(ch['added'])} added, {len(ch['removed'])} removed")
         for sign, k in (("+", "added"), ("-", "removed")):
-            shown, more = _cut(ch[k], limit)
-            lines += [f"  {sign} {x}" for x in shown]
-            if more:
-                lines.append(f"  {sign} ... and {more} more (--limit 0 or --json for all)")
+            lines += _listing(sign, ch[k], limit, "  ")
     sc = d["max_stack_changes"]
     lines.append(f"max stack changes: {len(sc)} of {d['common_roots']} roots in both")
+
+    def fmt(v: Any, bounded: Any) -> str:
+        return "?" if v is None else f"{v}{'+' if bounded is False else ''}"
+
     for c in sc:
-        def fmt(v: Any, bounded: Any) -> str:
-            return "?" if v is None else f"{v}{'+' if bounded is False else ''}"
         delta = f" ({c['delta']:+d})" if c["delta"] is not None else ""
         lines.append(f"  {c['root']}: {fmt(c['a'], c['bounded_a'])} -> "
                      f"{fmt(c['b'], c['bounded_b'])}{delta}")
@@ -181,11 +180,17 @@ def format_text(d: dict[str, Any], limit: int = 20) -> str:
     for r, ch in gc.items():
         lines.append(f"  {r}: {len(ch['entered'])} entered, {len(ch['left'])} left")
         for sign, k in (("+", "entered"), ("-", "left")):
-            shown, more = _cut(ch[k], limit)
-            lines += [f"    {sign} {x}" for x in shown]
-            if more:
-                lines.append(f"    {sign} ... and {more} more")
+            lines += _listing(sign, ch[k], limit, "    ")
     return "\n".join(lines) + "\n"
+
+
+def _listing(sign: str, items: list[str], limit: int, indent: str) -> list[str]:
+    """``+ name`` lines, cut at ``limit`` with a line saying how many more there are."""
+    shown, more = _cut(items, limit)
+    out = [f"{indent}{sign} {x}" for x in shown]
+    if more:
+        out.append(f"{indent}{sign} ... and {more} more (--limit 0 or --json for all)")
+    return out
 
 
 def main(args: argparse.Namespace) -> int:

@@ -300,8 +300,7 @@ class WorkerPool:
 
 def parse_inputs(ctx: Context) -> dict[str, Any]:
     return {"build": stage_input_hash(ctx, "build"), "schema": FACTS_SCHEMA,
-            "extractor": _extractor_version(), "store": str(store_root(ctx)),
-            "executor": ctx.executor}
+            "extractor": _extractor_version(), "store": str(store_root(ctx))}
 
 
 def parse_always_run(ctx: Context) -> bool:

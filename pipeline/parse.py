@@ -374,17 +374,17 @@ def run_parse(ctx: Context) -> StageResult:
             run_tasks(ctx, [(t, True) for t in todo], on_result, store, source_root, build_root)
         # Header functions are extracted once per worker; a cached TU may name one whose entry
         # was evicted.  Re-extract those through a TU that uses them.
-        missing = _missing_headers(docs, store)
-        if missing:
-            redo = [t for t in tasks if set(docs[t["rel"]].get("header_functions", []))
-                    & missing]
+        closure, stale = _header_closure(docs, store)
+        if stale:
+            redo = [t for t in tasks if set(docs[t["rel"]].get("header_functions", [])) & stale]
             bar.total = (bar.total or 0) + len(redo)
             run_tasks(ctx, [(t, False) for t in redo], on_result, store, source_root,
                       build_root)
-            missing = _missing_headers(docs, store)
+            closure, stale = _header_closure(docs, store)
     elapsed = time.monotonic() - t0
+    missing = {k for k in closure if not store.has(k)}
 
-    all_headers = sorted(_header_closure(docs, store))
+    all_headers = sorted(closure)
     tus = [records[k] for k in sorted(records)]
     ok = [r for r in tus if r["status"] == "ok"]
     failed = [r for r in tus if r["status"] != "ok"]
@@ -452,8 +452,16 @@ def _record(rel: str, key: str | None, doc: dict[str, Any], *, cached: bool) -> 
             "address_taken": len(doc.get("address_taken", []))}
 
 
-def _header_closure(docs: dict[str, dict[str, Any]], store: FactsStore) -> set[str]:
+def _header_closure(docs: dict[str, dict[str, Any]], store: FactsStore
+                    ) -> tuple[set[str], set[str]]:
+    """Every header function the TUs reach, and those of them that cannot be read.
+
+    A missing key is widened to every header function that (transitively) refers to it, so a
+    re-extraction through a TU that names any of them brings the missing one back.
+    """
     seen: set[str] = set()
+    parents: dict[str, set[str]] = {}
+    missing: set[str] = set()
     stack = [k for d in docs.values() for k in d.get("header_functions", [])]
     while stack:
         k = stack.pop()
@@ -461,13 +469,19 @@ def _header_closure(docs: dict[str, dict[str, Any]], store: FactsStore) -> set[s
             continue
         seen.add(k)
         h = store.get(k)
-        if h is not None:
-            stack.extend(h.get("header_functions", []))
-    return seen
-
-
-def _missing_headers(docs: dict[str, dict[str, Any]], store: FactsStore) -> set[str]:
-    return {k for k in _header_closure(docs, store) if not store.has(k)}
+        if h is None:
+            missing.add(k)
+            continue
+        for child in h.get("header_functions", []):
+            parents.setdefault(child, set()).add(k)
+            stack.append(child)
+    stale, todo = set(missing), list(missing)
+    while todo:
+        for p in parents.get(todo.pop(), ()):
+            if p not in stale:
+                stale.add(p)
+                todo.append(p)
+    return seen, stale
 
 
 def _libclang_version() -> str:

@@ -349,3 +349,18 @@ def test_attributes_inside_macros_come_from_the_ast(parsed):
     body = fn(parsed, "helpers.c", "____bpf_map_lookup_elem")  # BPF_CALL_2's __always_inline
     assert {"always_inline", "inline"} <= set(body["attrs"])
     assert "inline" not in fn(parsed, "helpers.c", "bpf_map_lookup_elem")["attrs"]
+
+
+def test_evicted_header_function_is_extracted_again(parsed):
+    from tests.conftest import run_kcg
+
+    idx = read_json(parsed["out"] / "parse.json")
+    store = FactsStore(parsed["store"])
+    key = next(k for k in idx["header_functions"]
+               if store.get(k)["function"]["id"] == "map_id@include/kbpf.h")
+    store.path(key).unlink()
+    r = run_kcg("run", "--source", parsed["src"], "--compile-commands", parsed["cc"], "--output",
+                parsed["out"], "--to", "parse", "--facts-store", parsed["store"], "--no-progress")
+    assert r.returncode == 0 and "could not be extracted" not in r.stdout, r.stdout
+    assert store.has(key)
+    assert key in read_json(parsed["out"] / "parse.json")["header_functions"]

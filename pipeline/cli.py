@@ -32,6 +32,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--facts-store", type=Path,
                    help="content-addressed facts store (default: ~/.cache/kcg/facts)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--no-parse-ahead", action="store_true",
+                   help="do not parse while the kernel builds (kcg run: the default when both "
+                   "build and parse run with the local executor)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,11 +115,21 @@ def select_stages(args: argparse.Namespace, ctx: Context) -> tuple[list[str], st
     return names[start:end], first
 
 
+def wants_parse_ahead(args: argparse.Namespace, ctx: Context, names: list[str]) -> bool:
+    """Parse while the kernel builds when this run goes on to parse anyway (see ParseAhead).
+
+    Not with Dask: its workers would read a tree the build is still writing, on other hosts.
+    """
+    return ("build" in names and "parse" in names and ctx.executor == "local"
+            and ctx.direct is None and not args.no_parse_ahead)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from pipeline.stages import get_stages
 
     ctx = make_context(args)
     names, first = select_stages(args, ctx)
+    ctx.extra["parse_ahead"] = wants_parse_ahead(args, ctx, names)
     registry = get_stages()
     t0 = time.monotonic()
     try:

@@ -18,6 +18,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -194,7 +195,10 @@ def parse_one(task: dict[str, Any], store_root: str | None, source_root: str,
     return {"doc": doc, "headers": ex.header_docs, "includes": includes, "timing": timing}
 
 
-def _worker_main(conn: Any, store_root: str | None, source_root: str, build_root: str | None) -> None:
+def _worker_main(conn: Any, store_root: str | None, source_root: str, build_root: str | None,
+                 nice: int = 0) -> None:
+    if nice:
+        os.nice(nice)
     while True:
         try:
             msg = conn.recv()
@@ -220,10 +224,13 @@ class WorkerPool:
     """Worker processes that survive libclang crashes and hangs (one TU each at a time)."""
 
     def __init__(self, jobs: int, store_root: str | None, source_root: str,
-                 build_root: str | None, timeout: float = TU_TIMEOUT):
-        self.ctx = mp.get_context("fork")
+                 build_root: str | None, timeout: float = TU_TIMEOUT, *,
+                 start_method: str = "fork", nice: int = 0):
+        # "spawn" when the pool runs beside other threads (parse-ahead): a forked child would
+        # inherit whatever locks those threads hold.
+        self.ctx = mp.get_context(start_method)
         self.jobs, self.timeout = jobs, timeout
-        self.args = (store_root, source_root, build_root)
+        self.args = (store_root, source_root, build_root, nice)
         self.workers: list[dict[str, Any]] = []
 
     def _spawn(self) -> dict[str, Any]:
@@ -233,11 +240,19 @@ class WorkerPool:
         child.close()
         return {"proc": p, "conn": parent, "task": None, "started": 0.0}
 
-    def run(self, tasks: list[tuple[dict[str, Any], bool]], on_result: Any) -> None:
+    def run(self, tasks: list[tuple[dict[str, Any], bool]], on_result: Any,
+            stop: threading.Event | None = None) -> None:
+        """Parse ``tasks``, calling ``on_result(task, result)`` for each; ``stop`` ends the run
+        early (the TUs in flight are abandoned, their workers killed)."""
         pending = list(reversed(tasks))
         self.workers = [self._spawn() for _ in range(min(self.jobs, len(tasks)))]
         try:
             while pending or any(w["task"] for w in self.workers):
+                if stop is not None and stop.is_set():
+                    for w in self.workers:
+                        if w["task"] is not None:
+                            w["proc"].kill()
+                    break
                 for i, w in enumerate(self.workers):
                     if w["task"] is None and pending:
                         item = pending.pop()
@@ -250,7 +265,7 @@ class WorkerPool:
                         w["task"], w["started"] = item, time.monotonic()
                 busy = [w for w in self.workers if w["task"] is not None]
                 ready = wait([w["conn"] for w in busy] + [w["proc"].sentinel for w in busy],
-                             timeout=5.0)
+                             timeout=5.0 if stop is None else 1.0)
                 now = time.monotonic()
                 for i, w in enumerate(self.workers):
                     if w["task"] is None:
@@ -338,14 +353,10 @@ def run_parse(ctx: Context) -> StageResult:
     todo: list[dict[str, Any]] = []
     docs: dict[str, dict[str, Any]] = {}
     for task in tasks:
-        mkey = manifest_key(task, paths)
-        man = store.get(mkey)
-        hit = None
-        if man is not None and all(hashes(p) == h for p, h in man["includes"]):
-            hit = store.get(man["result"])
+        hit = cached_result(store, task, paths, hashes)
         if hit is not None:
-            docs[task["rel"]] = hit
-            records[task["rel"]] = _record(task["rel"], man["result"], hit, cached=True)
+            docs[task["rel"]] = hit[1]
+            records[task["rel"]] = _record(task["rel"], hit[0], hit[1], cached=True)
         else:
             todo.append(task)
 
@@ -353,15 +364,7 @@ def run_parse(ctx: Context) -> StageResult:
         doc = result["doc"]
         for k, v in result.get("timing", {}).items():
             work[f"{k}_s"] += v
-        for h in result["headers"]:
-            store.put(h["key"], h)
-        if doc["status"] == "ok":
-            key = result_key(task, result["includes"], paths)
-            store.put(key, doc)
-            store.put(manifest_key(task, paths), {"schema": FACTS_SCHEMA, "kind": "manifest",
-                                                  "includes": result["includes"], "result": key})
-        else:
-            key = None
+        key = store_result(store, task, result, paths)
         docs[task["rel"]] = doc
         records[task["rel"]] = _record(task["rel"], key, doc, cached=False)
         bar.update(1)
@@ -429,6 +432,90 @@ def run_parse(ctx: Context) -> StageResult:
         summary.append(f"  {len(missing)} header functions could not be extracted")
     return StageResult(outputs=["parse.json"], counts=counts, summary=summary,
                        tools={"libclang": _libclang_version()})
+
+
+def store_result(store: FactsStore, task: dict[str, Any], result: dict[str, Any],
+                 paths: PathMap) -> str | None:
+    """Put a parsed TU (its document, header functions and cache manifest) in the store."""
+    for h in result["headers"]:
+        store.put(h["key"], h)
+    doc = result["doc"]
+    if doc["status"] != "ok":
+        return None
+    key = result_key(task, result["includes"], paths)
+    store.put(key, doc)
+    store.put(manifest_key(task, paths), {"schema": FACTS_SCHEMA, "kind": "manifest",
+                                          "includes": result["includes"], "result": key})
+    return key
+
+
+def cached_result(store: FactsStore, task: dict[str, Any], paths: PathMap,
+                  hashes: FileHashes) -> tuple[str, dict[str, Any]] | None:
+    """(key, document) of a TU whose last parse read files that are all unchanged."""
+    man = store.get(manifest_key(task, paths))
+    if man is None or not all(hashes(p) == h for p, h in man["includes"]):
+        return None
+    doc = store.get(man["result"])
+    return (man["result"], doc) if doc is not None else None
+
+
+class ParseAhead:
+    """Parse the TUs a build is about to compile while it compiles them.
+
+    The build stage knows its compile commands before compiling anything (``make -n``, see
+    :func:`pipeline.build.dry_run_compile_commands`), and once ``make prepare`` has generated
+    the common headers almost every TU parses.  Workers run at a lower priority (nice 10) so
+    the build's own jobs come first and parsing fills the cores the build leaves idle (objtool,
+    the serial link, BTF and modpost steps).  Results go to the facts store exactly as the
+    parse stage would put them, so the parse stage that follows finds them as cache hits; its
+    usual check (the content of every file the parse read) decides whether each one still
+    holds.  A TU that parsed with errors, typically a header the build generates later, is not
+    kept: the parse stage parses it again.  ``stop()`` ends it when make is done; what is left
+    is the parse stage's work.
+    """
+
+    def __init__(self, entries: list[dict[str, Any]], source_root: str, build_root: str,
+                 store: FactsStore, jobs: int,
+                 nice: int = int(os.environ.get("KCG_PARSE_AHEAD_NICE", "10"))):
+        self.paths = PathMap(os.path.realpath(source_root), os.path.realpath(build_root))
+        self.store, self.jobs, self.nice = store, jobs, nice
+        tasks, _ = make_tasks(entries, self.paths)  # generated .c files do not exist yet
+        hashes = FileHashes()
+        self.tasks = [t for t in tasks if cached_result(store, t, self.paths, hashes) is None]
+        self.counts = {"planned": len(entries), "already_cached": len(tasks) - len(self.tasks),
+                       "parsed": 0, "kept": 0, "deferred": 0}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: str | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="kcg-parse-ahead", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        pool = WorkerPool(self.jobs, str(self.store.root), self.paths.source_root,
+                          self.paths.build_root, start_method="spawn", nice=self.nice)
+        try:
+            pool.run([(t, True) for t in self.tasks], self._on_result, stop=self._stop)
+        except Exception as e:  # parse-ahead only saves time: its failure must not fail a build
+            self.error = repr(e)
+
+    def _on_result(self, task: dict[str, Any], result: dict[str, Any]) -> None:
+        self.counts["parsed"] += 1
+        diags = result["doc"].get("diagnostics", {})
+        if result["doc"]["status"] != "ok" or diags.get("error", 0) or diags.get("fatal", 0):
+            self.counts["deferred"] += 1
+            return
+        store_result(self.store, task, result, self.paths)
+        self.counts["kept"] += 1
+
+    def stop(self) -> dict[str, Any]:
+        """End parsing (TUs in flight are dropped) and return the counts."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        return {**self.counts, "left": len(self.tasks) - self.counts["parsed"],
+                **({"error": self.error} if self.error else {})}
 
 
 def run_tasks(ctx: Context, items: list[tuple[dict[str, Any], bool]], on_result: Any,

@@ -138,3 +138,40 @@ def test_separately_linked_images_are_not_kernel_tus():
         assert not is_kernel_tu(entry(obj)), obj
     host = {"directory": "/b", "file": "/s/scripts/kallsyms.c", "command": "gcc -c scripts/kallsyms.c"}
     assert not is_kernel_tu(host)
+
+
+# One line of `make -n` output for a kbuild C compile (6.1 rule_cc_o_c), abridged: the compile,
+# objtool, and fixdep with the command quoted again for the .cmd file.
+_KBUILD_RECIPE = (
+    "set -e;  echo '  CC      kernel/bpf/helpers.o';    trap 'rm -f kernel/bpf/helpers.o; "
+    "trap - HUP; kill -s HUP $$' HUP; gcc -Wp,-MMD,kernel/bpf/.helpers.o.d -nostdinc "
+    "-I/src/arch/x86/include -I./include -include /src/include/linux/kconfig.h -D__KERNEL__ "
+    "-DKBUILD_MODFILE='\"kernel/bpf/helpers\"' -DKBUILD_MODNAME='\"helpers\"' -c -o "
+    "kernel/bpf/helpers.o /src/kernel/bpf/helpers.c   ; ./tools/objtool/objtool --orc "
+    "kernel/bpf/helpers.o; scripts/basic/fixdep kernel/bpf/.helpers.o.d kernel/bpf/helpers.o "
+    "'gcc -Wp,-MMD,kernel/bpf/.helpers.o.d -nostdinc -D__KERNEL__ "
+    "-DKBUILD_MODFILE='\\''\"kernel/bpf/helpers\"'\\'' -c -o kernel/bpf/helpers.o "
+    "/src/kernel/bpf/helpers.c' > kernel/bpf/.helpers.o.cmd; rm -f kernel/bpf/.helpers.o.d")
+
+
+def test_compile_command_read_from_a_make_n_recipe():
+    entries = build.compile_commands_in_recipe(_KBUILD_RECIPE, "/obj")
+    assert entries == [{
+        "directory": "/obj", "file": "/src/kernel/bpf/helpers.c",
+        "arguments": ["gcc", "-Wp,-MMD,kernel/bpf/.helpers.o.d", "-nostdinc",
+                      "-I/src/arch/x86/include", "-I./include", "-include",
+                      "/src/include/linux/kconfig.h", "-D__KERNEL__",
+                      '-DKBUILD_MODFILE="kernel/bpf/helpers"', '-DKBUILD_MODNAME="helpers"',
+                      "-c", "-o", "kernel/bpf/helpers.o", "/src/kernel/bpf/helpers.c"]}]
+    assert build.is_kernel_tu(entries[0])
+
+
+def test_compile_commands_in_recipes_that_are_not_one_compile():
+    # A generated source in the build directory: relative to it.
+    gen = build.compile_commands_in_recipe(
+        "gcc -D__KERNEL__ -c -o lib/oid_registry_data.o lib/oid_registry_data.c", "/obj")
+    assert [e["file"] for e in gen] == ["/obj/lib/oid_registry_data.c"]
+    # Linking, archiving, assembling and broken quoting give nothing.
+    assert build.compile_commands_in_recipe("ld -m elf_x86_64 -r -o vmlinux.o vmlinux.a", "/o") == []
+    assert build.compile_commands_in_recipe("gcc -D__ASSEMBLY__ -c -o a.o a.S", "/o") == []
+    assert build.compile_commands_in_recipe("gcc -c -o a.o 'a.c", "/o") == []

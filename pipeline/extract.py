@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 5
+EXTRACTOR_VERSION = 6
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -180,6 +180,16 @@ def _fn_type_of_pointer(t: ci.Type) -> ci.Type | None:
     return None
 
 
+_QUALIFIER_RE = re.compile(r"\b(?:const|volatile|restrict)\b")
+
+
+def _unqual(t: ci.Type) -> str:
+    """A canonical type's spelling without cv-qualifiers, for 'was this value converted'
+    (``int (*const volatile)(int)``, READ_ONCE's type, is ``int (*)(int)``)."""
+    s = " ".join(_QUALIFIER_RE.sub(" ", t.get_canonical().spelling).split())
+    return s.replace("( ", "(").replace(" )", ")")
+
+
 def strip(c: ci.Cursor) -> ci.Cursor:
     """Skip parens, casts, implicit conversions and GNU statement expressions.
 
@@ -218,6 +228,10 @@ class Extractor:
         self._record_names: dict[int, str] = {}
         self._fn_ids: dict[int, tuple[str, str, str]] = {}
         self._has_fnptr: dict[int, bool] = {}
+        # (declaration, id) of the function whose body is being walked: locals and
+        # parameters are named relative to it.
+        self.current: tuple[ci.Cursor, str] | None = None
+        self._param_index: dict[int, int] = {}
         self._texts: dict[str, bytes] = {}
         self._file_names: dict[int | None, str] = {}
         self.fn_types: dict[str, str] = {}
@@ -295,6 +309,14 @@ class Extractor:
         hit = self._has_fnptr.get(h)
         if hit is not None:
             return hit
+        definition = d.get_definition()
+        if definition is None:
+            # Incomplete here (``struct net_device_ops;``): another TU may see fn-ptr fields
+            # in it.  Stores and arguments of such pointers must be recorded, or a layer
+            # would look complete without them.
+            self._has_fnptr[h] = True
+            return True
+        d = definition
         self._has_fnptr[h] = False  # cycle guard
         found = False
         for f in children(d):
@@ -307,6 +329,55 @@ class Extractor:
                     break
         self._has_fnptr[h] = found
         return found
+
+    def tracked_type(self, t: ci.Type) -> bool:
+        """Types whose values the facts follow through locals and parameters: function
+        pointers and pointers to records that hold them (or may: incomplete ones)."""
+        c = t.get_canonical()
+        if _fn_type_of_pointer(c) is not None:
+            return True
+        if c.kind != TK.POINTER:
+            return False
+        p = c.get_pointee().get_canonical()
+        return p.kind == TK.RECORD and self.has_fnptr_fields(p)
+
+    def param_var(self, ref: ci.Cursor) -> str | None:
+        """``F#argI``: the pseudo-variable of parameter I of the function being walked, when
+        its type is tracked.  Every direct call of F stores its argument I there."""
+        if self.current is None or not self.tracked_type(ref.type):
+            return None
+        fn_decl, fid = self.current
+        parent = ref.semantic_parent
+        if parent is None or parent.hash != fn_decl.hash:
+            return None
+        idx = self._param_index.get(ref.hash)
+        if idx is None:
+            for i, a in enumerate(fn_decl.get_arguments()):
+                self._param_index[a.hash] = i
+            idx = self._param_index.get(ref.hash)
+        return f"{fid}#arg{idx}" if idx is not None else None
+
+    def return_var(self, call: ci.Cursor) -> str | None:
+        """``F#ret``: what a direct call of F returns, when of tracked type (``ops =
+        find_ops(type)``); F's return statements store into it."""
+        ref = call.referenced
+        if ref is None or ref.kind != K.FUNCTION_DECL or ref.spelling.startswith("__builtin_"):
+            return None
+        kids = children(call)
+        callee = strip(kids[0]) if kids else None
+        if callee is None or callee.kind != K.DECL_REF_EXPR:
+            return None  # a call through a pointer: no single F
+        if not self.tracked_type(ref.result_type):
+            return None
+        return f"{self.fn_ident(ref)[0]}#ret"
+
+    def local_var_id(self, ref: ci.Cursor) -> str | None:
+        """``F#local:NAME:LINE:COL``: the pseudo-variable of a local of tracked type, which
+        receives every definition of the local (its initializer and assignments)."""
+        if self.current is None or not self.tracked_type(ref.type):
+            return None
+        _, line, col = self.where(ref)
+        return f"{self.current[1]}#local:{ref.spelling}:{line}:{col}"
 
     def fn_ident(self, decl: ci.Cursor) -> tuple[str, str, str]:
         """(id, linkage, rel file of the definition or declaration) of a function decl.
@@ -450,7 +521,11 @@ class Extractor:
             if ch.kind == K.COMPOUND_STMT:
                 body = ch
         if body is not None:
-            FunctionWalker(self, fn, c).walk(body)
+            saved, self.current = self.current, (c, fid)
+            try:
+                FunctionWalker(self, fn, c).walk(body)
+            finally:
+                self.current = saved
         return fn
 
     def attributes(self, c: ci.Cursor) -> tuple[list[str], str | None]:
@@ -600,8 +675,21 @@ class Extractor:
     # ---- values ----------------------------------------------------------------------------
 
     def values(self, e: ci.Cursor) -> list[dict[str, Any]]:
-        """What an expression can evaluate to, for the facts' Value kinds."""
-        e = strip(e)
+        """What an expression can evaluate to, for the facts' Value kinds.
+
+        A value read from somewhere (a field, a variable, a parameter) through a conversion
+        to another type (``ops = (struct foo_ops *)p->priv``, a ``void *`` parameter) is
+        ``other``: where it came from may hold values of any type, which no fact records.
+        """
+        s = strip(e)
+        out = self._values(s)
+        if any(v["kind"] == "nonconst" and v["what"] != "other" for v in out) and \
+                _unqual(e.type) != _unqual(s.type):
+            out = [{"kind": "nonconst", "what": "other", "text": v.get("text", "")}
+                   if v["kind"] == "nonconst" else v for v in out]
+        return out
+
+    def _values(self, e: ci.Cursor) -> list[dict[str, Any]]:
         k = e.kind
         if k == K.DECL_REF_EXPR:
             ref = e.referenced
@@ -611,7 +699,10 @@ class Extractor:
             if rk == K.FUNCTION_DECL:
                 return [{"kind": "function", "id": self.fn_ident(ref)[0]}]
             if rk == K.PARM_DECL:
-                return [{"kind": "nonconst", "what": "param", "text": ref.spelling}]
+                v = {"kind": "nonconst", "what": "param", "text": ref.spelling}
+                if pid := self.param_var(ref):
+                    v["id"] = pid
+                return [v]
             if rk == K.VAR_DECL:
                 if self._is_global(ref):
                     rt = ref.type.get_canonical()
@@ -619,13 +710,24 @@ class Extractor:
                         return [{"kind": "object", "id": self.var_ident(ref)}]
                     return [{"kind": "nonconst", "what": "global", "id": self.var_ident(ref),
                              "text": ref.spelling}]
-                return [{"kind": "nonconst", "what": "local", "text": ref.spelling}]
+                v = {"kind": "nonconst", "what": "local", "text": ref.spelling}
+                if lid := self.local_var_id(ref):
+                    v["id"] = lid
+                return [v]
             if rk == K.ENUM_CONSTANT_DECL:
                 return [{"kind": "nonconst", "what": "other", "text": ref.spelling}]
             return [{"kind": "nonconst", "what": "other", "text": ref.spelling}]
         if k == K.UNARY_OPERATOR:
             op = _lib.clang_getCursorUnaryOperatorKind(e)
             kids = children(e)
+            if op == UO_DEREF and kids:
+                # '*(volatile T *)&x' (READ_ONCE, include/asm-generic/rwonce.h) reads x.
+                inner = strip(kids[0])
+                if inner.kind == K.UNARY_OPERATOR and \
+                        _lib.clang_getCursorUnaryOperatorKind(inner) == UO_ADDROF:
+                    ik = children(inner)
+                    if ik:
+                        return self.values(ik[0])
             if op == UO_ADDROF and kids:
                 inner = strip(kids[0])
                 if inner.kind == K.DECL_REF_EXPR and inner.referenced is not None:
@@ -649,7 +751,10 @@ class Extractor:
                 out += self.values(branch)
             return out
         if k == K.CALL_EXPR:
-            return [{"kind": "nonconst", "what": "call", "text": e.spelling}]
+            v = {"kind": "nonconst", "what": "call", "text": e.spelling}
+            if rid := self.return_var(e):
+                v["id"] = rid
+            return [v]
         if k == K.MEMBER_REF_EXPR:
             layers, base = self.chain(e)
             return [{"kind": "nonconst", "what": "field", "layers": layers, "text": e.spelling}]
@@ -695,7 +800,10 @@ class Extractor:
                     return layers, {"kind": "other", "subscript": subscript}
                 rk = ref.kind
                 if rk == K.PARM_DECL:
-                    return layers, {"kind": "param", "name": ref.spelling, "subscript": subscript}
+                    base = {"kind": "param", "name": ref.spelling, "subscript": subscript}
+                    if not subscript and (pid := self.param_var(ref)):
+                        base["id"] = pid
+                    return layers, base
                 if rk == K.VAR_DECL:
                     if self._is_global(ref):
                         vid = self.var_ident(ref)
@@ -705,13 +813,19 @@ class Extractor:
                             "static" if "@" in vid else "global")
                         return layers, {"kind": kind, "id": vid, "name": ref.spelling,
                                         "subscript": subscript}
-                    return layers, {"kind": "local", "name": ref.spelling, "hash": ref.hash,
-                                    "subscript": subscript}
+                    base = {"kind": "local", "name": ref.spelling, "hash": ref.hash,
+                            "subscript": subscript}
+                    if not subscript and (lid := self.local_var_id(ref)):
+                        base["id"] = lid
+                    return layers, base
                 if rk == K.FUNCTION_DECL:
                     return layers, {"kind": "function", "id": self.fn_ident(ref)[0]}
                 return layers, {"kind": "other", "subscript": subscript}
             elif k == K.CALL_EXPR:
-                return layers, {"kind": "call", "text": e.spelling, "subscript": subscript}
+                base = {"kind": "call", "text": e.spelling, "subscript": subscript}
+                if not subscript and (rid := self.return_var(e)):
+                    base["id"] = rid
+                return layers, base
             else:
                 return layers, {"kind": "other", "subscript": subscript}
 
@@ -827,8 +941,10 @@ class FunctionWalker:
         self.sink = ex.sink
         self.fid = fn["id"]
         self.local_defs: dict[int, list[ci.Cursor]] = {}
+        self.escaped: set[int] = set()  # locals whose address is taken
         self.local_calls: list[tuple[dict[str, Any], int]] = []
         self.is_proto_fn = _canon(decl.result_type) == PROTO_TYPE
+        self.returns_tracked = ex.tracked_type(decl.result_type)
         self.cases: list[dict[str, Any]] = []
         self.fallbacks: set[str] = set()
         self._labels: list[str] | None = None
@@ -864,6 +980,8 @@ class FunctionWalker:
             ref = c.referenced
             callee_id = self.ex.fn_ident(ref)[0] if ref is not None and \
                 ref.kind == K.FUNCTION_DECL else None
+            if callee_id is not None and not ref.spelling.startswith("__builtin_"):
+                self.args(ref, callee_id, kids[1:])
             for i, a in enumerate(kids[1:]):
                 self.flow(a, c, "arg", {"callee": callee_id, "index": i})
             return
@@ -887,6 +1005,8 @@ class FunctionWalker:
             self.cast(c)
         elif k == K.RETURN_STMT:
             for ch in children(c):
+                if self.returns_tracked:
+                    self.var_store(f"{self.fid}#ret", "ret", ch, c)
                 self.flow(ch, c, "return", {"function": self.fid})
             return
         elif k == K.SWITCH_STMT and self.is_proto_fn:
@@ -910,8 +1030,53 @@ class FunctionWalker:
                 self.visit(ch, c)
             self._labels = saved
             return
+        if k == K.UNARY_OPERATOR and _lib.clang_getCursorUnaryOperatorKind(c) == UO_ADDROF:
+            kids = children(c)
+            inner = strip(kids[0]) if kids else None
+            if inner is not None and inner.kind == K.DECL_REF_EXPR:
+                self.escape(inner)
         for ch in children(c):
             self.visit(ch, c)
+
+    # ---- locals and parameters as variables -------------------------------------------------
+
+    def var_store(self, var: str, kind: str, rhs: ci.Cursor, at: ci.Cursor) -> None:
+        """Every value of ``rhs`` flows into a local's or parameter's pseudo-variable."""
+        loc = self.ex._loc(at)
+        for v in self.ex.values(rhs):
+            v.pop("text", None)
+            self.sink["stores"].append({"target": {"var": var, kind: True}, "value": v,
+                                        "function": self.fid, **loc})
+
+    def args(self, callee: ci.Cursor, callee_id: str, args: list[ci.Cursor]) -> None:
+        """A direct call's arguments of tracked type go into ``callee#argI``: the values a
+        setter's parameter may carry into the slot it stores it in (``register_x(&ops)`` →
+        ``obj->ops = ops``), or a callback parameter may be called with."""
+        ft = callee.type.get_canonical()
+        if ft.kind != TK.FUNCTIONPROTO:
+            return
+        for i, (pt, a) in enumerate(zip(ft.argument_types(), args, strict=False)):
+            if self.ex.tracked_type(pt):
+                self.var_store(f"{callee_id}#arg{i}", "param", a, a)
+
+    def escape(self, ref_expr: ci.Cursor) -> None:
+        """``&x`` of a local or parameter: it may be written through the pointer, so its
+        pseudo-variable gets an unknown value (and a call through it is not confined by its
+        single definition)."""
+        ref = ref_expr.referenced
+        if ref is None:
+            return
+        var, kind = None, "local"
+        if ref.kind == K.VAR_DECL and not Extractor._is_global(ref):
+            self.escaped.add(ref.hash)
+            var = self.ex.local_var_id(ref)
+        elif ref.kind == K.PARM_DECL:
+            var, kind = self.ex.param_var(ref), "param"
+        if var:
+            self.sink["stores"].append({
+                "target": {"var": var, kind: True},
+                "value": {"kind": "nonconst", "what": "other", "text": "&" + ref.spelling},
+                "function": self.fid, **self.ex._loc(ref_expr)})
 
     # ---- values in context -------------------------------------------------------------------
 
@@ -1035,6 +1200,14 @@ class FunctionWalker:
         if s.kind == K.DECL_REF_EXPR and s.referenced is not None and \
                 s.referenced.kind == K.VAR_DECL and not Extractor._is_global(s.referenced):
             self.local_defs.setdefault(s.referenced.hash, []).append(rhs)
+            if lid := self.ex.local_var_id(s.referenced):
+                self.var_store(lid, "local", rhs, op)
+                return {"var": lid, "local": True}
+        elif s.kind == K.DECL_REF_EXPR and s.referenced is not None and \
+                s.referenced.kind == K.PARM_DECL and (pid := self.ex.param_var(s.referenced)):
+            # 'if (!ops) ops = &default_ops;': the parameter holds that too.
+            self.var_store(pid, "param", rhs, op)
+            return {"var": pid, "param": True}
         is_fnptr = _fn_type_of_pointer(lt) is not None
         rec_ptr = lt.kind == TK.POINTER and self.ex.pointee_record(lt) is not None and \
             self.ex.has_fnptr_fields(lt.get_pointee())
@@ -1075,6 +1248,8 @@ class FunctionWalker:
             self.ex.global_var(c)
             return
         self.local_defs.setdefault(c.hash, []).append(init)
+        if lid := self.ex.local_var_id(c):
+            self.var_store(lid, "local", init, c)
         t = c.type.get_canonical()
         if init.kind == K.INIT_LIST_EXPR and t.kind in (TK.RECORD, TK.CONSTANTARRAY):
             # A local ops table: its functions are confined like a global's.
@@ -1110,7 +1285,7 @@ class FunctionWalker:
         """``ops = dev->netdev_ops; ops->ndo_start_xmit(...)``: extend the call's layers."""
         for call, h in self.local_calls:
             defs = self.local_defs.get(h, [])
-            if len(defs) != 1:
+            if len(defs) != 1 or h in self.escaped:
                 call["base"]["defs"] = len(defs)
                 continue
             d = strip(defs[0])

@@ -23,6 +23,21 @@ Values (what flows into a function-pointer slot)
 ``{"kind": "function", "id": ID}``, ``{"kind": "object", "id": ID}`` (the address of, or a copy
 of, a global object, e.g. ``.ops = &array_map_ops``), ``{"kind": "null"}``, or
 ``{"kind": "nonconst", "what": "param"|"local"|"call"|"field"|"global"|"other", "text": SRC}``.
+A value read through a conversion to another type (``(struct x_ops *)p->priv``, a ``void *``
+parameter) is ``other``: its source may hold values of any type.
+
+Locals, parameters and returns as variables
+-------------------------------------------
+Values of *tracked* type (function pointers, pointers to records that hold function pointers,
+or to records incomplete in the TU) are followed through three kinds of pseudo-variable, which a
+``nonconst`` value names with ``id`` (and a call's ``base`` too):
+
+- ``F#argI``, parameter I of F: every direct call of F stores its argument I there (a Store
+  with target ``{var, param: true}``); so do assignments to the parameter inside F;
+- ``F#local:NAME:LINE:COL``, a local of F: its initializer and every assignment; ``&local``
+  stores ``other`` (it may be written through the pointer);
+- ``F#ret``: every ``return`` of F (a value ``{"what": "call", "id": "F#ret"}`` is a direct call
+  of F; calls through pointers have no id).
 
 Document shapes (``FACTS_SCHEMA`` bumps whenever any of these change)
 --------------------------------------------------------------------
@@ -64,7 +79,8 @@ Object (a global/static variable with an initializer that holds functions/object
 
 Store (an assignment into a function-pointer or record-pointer slot at run time)::
 
-  {target: {layers: [[record, field]...]} | {var: ID}, value: Value, function: ID, file, line}
+  {target: {layers: [[record, field]...]} | {var: ID, param|local|ret?: true}, value: Value,
+   function: ID, file, line}
   (``static_call_update(x, f)`` is a store with target ``{var: "__SCK__x", static_call: true}``)
 
 Copy (a whole record copied: ``*a = *b``, ``a->s = b->s``, ``memcpy(a, b, sizeof(*a))``)::
@@ -100,7 +116,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-FACTS_SCHEMA = 1
+FACTS_SCHEMA = 2  # 2: pseudo-variables for locals, parameters and returns
 
 
 class PathMap:

@@ -79,8 +79,16 @@ kCFI-checked calls: their targets are the key's DEFINE_STATIC_CALL function and 
 without facts, or a tracepoint key (updated by ``tracepoint_update_call`` with any registered
 probe) falls back to the address-taken functions with the same parameter list.
 
-*Locals and parameters* get the type layer, unless the parser appended the layers of a simple
-local definition (then they resolve as field layers).
+*Locals, parameters and returns* (pseudo-variables ``F#local:...``, ``F#argI``, ``F#ret``; see
+:mod:`pipeline.facts`) are variables like the others: a local holds its definitions, a
+parameter what every direct call passes (and what F assigns to it), a call's result what the
+callee returns.  So a setter (``register_x(&ops)`` → ``obj->ops = ops``, through any number of
+wrappers) keeps its layer trusted, and a callback parameter resolves to the functions callers
+pass (rule ``var``).  A parameter of a function whose address is taken has callers no fact
+names (``param-of-address-taken-function``), as has any parameter when a TU failed to parse;
+a local whose address is taken may be written through the pointer.  Those taint what they
+flow into, as any non-constant store.  A call through a local with one simple definition keeps
+that definition's layers (``ops = dev->netdev_ops; ops->ndo_start_xmit(...)``).
 
 Speed: every index (slot contents, per-layer stores, taints, type classes) is built once; a site
 costs a walk over the few objects its layers hold; walks are memoized per (layers, root).
@@ -91,7 +99,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,7 +108,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 3  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 4  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -115,6 +123,10 @@ STATIC_CALL_TRAMP_PREFIX = "__SCT__"  # include/linux/static_call_types.h: STATI
 NODE_KEYS = ("id", "name", "file", "line", "linkage", "defined", "type", "attrs", "section",
              "bpf_kfunc")
 VAR_BASES = ("global", "static", "array")
+# Locals and parameters of tracked type are pseudo-variables (``F#local:...``, ``F#argI``):
+# their definitions, and for parameters every direct call's argument, are stores into them.
+PSEUDO_VAR_BASES = ("param", "local", "call")
+PARAM_VAR_RE = re.compile(r"(.+)#arg(\d+)$")
 
 Layer = tuple[str, str]
 Path_ = tuple[Layer, ...]
@@ -295,6 +307,10 @@ class Resolver:
         # (target, source): a slot that receives what another slot or variable holds
         # (``file->f_op = inode->i_fop``, ``a->cb = default_cb_ptr``): MLTA propagation.
         flows: list[tuple[tuple[str, Any], tuple[str, Any]]] = []
+        # A parameter receives what every direct call passes, but a function whose address
+        # is taken has callers no fact names; with a failed TU, any function may.
+        called_indirectly = {at["id"] for at in linked["address_taken"] if at.get("id")}
+        failed_tus = bool(linked.get("failed_tus"))
         for st in linked["stores"]:
             target = st.get("target") or {}
             value = st.get("value") or {}
@@ -303,6 +319,12 @@ class Resolver:
                 tkey: tuple[str, Any] = ("var", target["var"])
                 self.var_stored.add(target["var"])
                 vals = self.root[target["var"]]
+                if target.get("param"):
+                    m = PARAM_VAR_RE.match(target["var"])
+                    if failed_tus:
+                        self._taint(tkey, "param-callers-unknown:failed-tu")
+                    elif m and m.group(1) in called_indirectly:
+                        self._taint(tkey, "param-of-address-taken-function")
             else:
                 layers = target.get("layers") or ()
                 if not layers:
@@ -337,7 +359,7 @@ class Resolver:
         what = value.get("what")
         if what == "field" and value.get("layers"):
             return ("layer", norm_layer(*value["layers"][0]))
-        if what in VAR_BASES and value.get("id"):
+        if what in VAR_BASES + PSEUDO_VAR_BASES and value.get("id"):
             return ("var", value["id"])
         base = value.get("base") or {}
         if not value.get("layers") and base.get("kind") in VAR_BASES and base.get("id"):
@@ -377,19 +399,32 @@ class Resolver:
             out.update(self.store_vals.get(layer))
             return out
 
-        changed = True
-        while changed:
-            changed = False
-            for tgt, src in flows:
-                if self._source_reason(src) is not None:
-                    changed |= self._taint(tgt, "flow-from-untrusted")
-                    continue
+        # A worklist: a flow is redone only when its source changed (values or taint).
+        # Chains of wrappers passing a parameter on are long; sweeping every flow until
+        # nothing changes would be quadratic in their length.
+        by_source: dict[tuple[str, Any], list[int]] = defaultdict(list)
+        for i, (_, src) in enumerate(flows):
+            by_source[src].append(i)
+        queue = deque(range(len(flows)))
+        queued = [True] * len(flows)
+        while queue:
+            i = queue.popleft()
+            queued[i] = False
+            tgt, src = flows[i]
+            if self._source_reason(src) is not None:
+                changed = self._taint(tgt, "flow-from-untrusted")
+            else:
                 sv = full(src)
                 tv = self.root[tgt[1]] if tgt[0] == "var" else self.store_vals[tgt[1]]
                 n = len(tv.funcs) + len(tv.objs)
                 tv.funcs |= sv.funcs
                 tv.objs |= sv.objs
-                changed |= len(tv.funcs) + len(tv.objs) != n
+                changed = len(tv.funcs) + len(tv.objs) != n
+            if changed:
+                for j in by_source.get(tgt, ()):
+                    if not queued[j]:
+                        queued[j] = True
+                        queue.append(j)
         self.flows = len(flows)
 
     # ---- record-level facts: casts and copies --------------------------------------------------
@@ -581,7 +616,16 @@ class Resolver:
             trusted += 1
 
         root = None
-        if base.get("kind") in VAR_BASES and base.get("id"):
+        if base.get("kind") in PSEUDO_VAR_BASES and base.get("id"):
+            # A local's or parameter's values narrow the walk when they can be trusted;
+            # when not, the layers alone apply, as for any local or parameter.
+            why = "layer-untrusted" if trusted < len(layers) else self.var_untrusted(
+                base["id"], layers[-1][0] if layers else None)
+            if why is None:
+                root = base["id"]
+            else:
+                self.counts[f"pseudo-var-not-used:{why}"] += 1
+        elif base.get("kind") in VAR_BASES and base.get("id"):
             if trusted < len(layers):
                 fallbacks.append({"var": base["id"], "reason": "layer-untrusted"})
             else:

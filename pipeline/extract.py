@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 6
+EXTRACTOR_VERSION = 7
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -357,6 +357,34 @@ class Extractor:
             idx = self._param_index.get(ref.hash)
         return f"{fid}#arg{idx}" if idx is not None else None
 
+    def fnptr_struct_field(self, e: ci.Cursor) -> bool:
+        """Whether an lvalue (``x->fn``, ``x->tbl[i]``) reads a field declared as a function
+        pointer (or an array of them) in a struct.
+
+        Every write to such a field is in the facts: an assignment, an initializer, or a copy
+        of a record that holds it (and a function stored through any other lvalue is wild).
+        A ``void *`` field cast at the call is not, nor is a union member, which another
+        member's write may fill.
+        """
+        e = strip(e)
+        while e.kind == K.ARRAY_SUBSCRIPT_EXPR:
+            kids = children(e)
+            if not kids:
+                return False
+            e = strip(kids[0])
+        if e.kind != K.MEMBER_REF_EXPR:
+            return False
+        f = e.referenced
+        if f is None or f.kind != K.FIELD_DECL:
+            return False
+        parent = f.semantic_parent
+        if parent is None or parent.kind != K.STRUCT_DECL:
+            return False
+        t = f.type.get_canonical()
+        if t.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
+            t = t.element_type.get_canonical()
+        return _fn_type_of_pointer(t) is not None
+
     def return_var(self, call: ci.Cursor) -> str | None:
         """``F#ret``: what a direct call of F returns, when of tracked type (``ops =
         find_ops(type)``); F's return statements store into it."""
@@ -587,6 +615,14 @@ class Extractor:
                                K.VISIBILITY_ATTR, K.ASM_LABEL_ATTR):
                 init = ch
         if init is None:
+            return
+        if "__addressable_" in c.spelling and any(
+                name == "section" and (arg or "").startswith(".discard")
+                for name, arg in self._printed_attributes(c)):
+            # __ADDRESSABLE(sym) (include/linux/compiler.h), e.g. in every EXPORT_SYMBOL:
+            # a pointer in .discard.addressable, dropped by the linker.  Its function is not
+            # address-taken at run time; counting it would put every exported function in
+            # its type's class.
             return
         vid = self.var_ident(c)
         entries: list[dict[str, Any]] = []
@@ -1175,6 +1211,8 @@ class FunctionWalker:
                 "layers": layers, "base": {k: v for k, v in base.items()
                                            if k not in ("hash", "subscript")},
                 "subscript": bool(base.get("subscript")), **site}
+        if layers and self.ex.fnptr_struct_field(target):
+            call["slot_fnptr"] = True
         self.fn["calls"].append(call)
         if base.get("kind") == "local" and "hash" in base:
             self.local_calls.append((call, base["hash"]))
@@ -1293,6 +1331,8 @@ class FunctionWalker:
                 call["base"]["defs"] = 1
                 continue
             layers, base = self.ex.chain(d)
+            if not call["layers"] and layers and self.ex.fnptr_struct_field(d):
+                call["slot_fnptr"] = True
             call["layers"] = call["layers"] + layers
             call["base"] = {k: v for k, v in base.items() if k not in ("hash", "subscript")}
             call["base"]["via_local"] = True

@@ -62,7 +62,10 @@ Call (``line``/``col`` of the call's expansion site; ``expr`` is the callee expr
   indirect: {kind: "indirect", fn_type, layers: [[record, field]...] (innermost first),
              base: {kind: "global"|"static"|"local"|"param"|"field"|"array"|"call"|"other",
                     id?: ID, name?: str},
-             subscript: bool, file, line, col, expr}
+             subscript: bool, slot_fnptr?: true, file, line, col, expr}
+
+  ``slot_fnptr``: the innermost layer is a struct field declared as a function pointer (or an
+  array of them), so every write to it is in the facts.
 
   ``static_call(x)(...)`` (include/linux/static_call.h) is an indirect call with
   ``base: {kind: "static_call", id: "__SCK__x", name: "x"}`` and no layers: its targets are the

@@ -75,9 +75,10 @@ container of the walk.
 
 *Static calls* (``static_call(x)(...)``, base kind ``static_call``) are patched direct jumps, not
 kCFI-checked calls: their targets are the key's DEFINE_STATIC_CALL function and every
-``static_call_update`` (rule ``var``), with no exact-type filter.  A non-constant update, a key
-without facts, or a tracepoint key (updated by ``tracepoint_update_call`` with any registered
-probe) falls back to the address-taken functions with the same parameter list.
+``static_call_update`` (rule ``var``), with no exact-type filter.  A tracepoint key adds the
+probes that can be registered for that tracepoint (:mod:`pipeline.tracepoints`).  A
+non-constant update, a key without facts, or a tracepoint whose probes cannot be known falls
+back to the address-taken functions with the same parameter list.
 
 *Locals, parameters and returns* (pseudo-variables ``F#local:...``, ``F#argI``, ``F#ret``; see
 :mod:`pipeline.facts`) are variables like the others: a local holds its definitions, a
@@ -104,6 +105,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline import tracepoints
 from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
@@ -216,6 +218,10 @@ class Resolver:
         self._index_stores(linked)
         self._memo: dict[tuple[Path_, str | None], frozenset[str]] = {}
         self._by_params: dict[str, frozenset[str]] | None = None
+        self._direct_edges = linked["direct_edges"]
+        self._tp_probes: dict[str, set[str]] | None = None
+        self._tp_unknown: list[str] = []
+        self._tp_register_vars: dict[str, list[str]] = {}
         self.counts: Counter[str] = Counter()
 
     # ---- type layer ------------------------------------------------------------------------
@@ -499,15 +505,17 @@ class Resolver:
         obj = self.objects.get(oid)
         return record_type(obj.get("type")) if obj else None
 
-    def slot_unseen(self, layer: Layer) -> str | None:
+    def slot_unseen(self, layer: Layer, declared_fnptr: bool = False) -> str | None:
         """The innermost layer: is it a slot whose writes the facts record?
 
-        A field the call reads a function pointer from is seen when some store writes it or
-        an initializer puts a function/NULL there.  A slot with no such fact may be a ``void *``
-        (or integer) field cast to a function pointer, whose writes are not recorded: the
-        layer cannot be seen whole.
+        A struct field declared as a function pointer is (the parser records every write to
+        one; ``slot_fnptr`` at the site); so is a field some store writes or an initializer
+        puts a function/NULL into.  Any other slot may be a ``void *`` (or integer) field cast
+        to a function pointer, or a union member, whose writes are not all recorded: the layer
+        cannot be seen whole.  A declared slot nothing ever writes holds NULL: the call never
+        happens in this configuration (an empty result, plus wild functions).
         """
-        if layer in self.stored_layers or layer in self.fnptr_init:
+        if declared_fnptr or layer in self.stored_layers or layer in self.fnptr_init:
             return None
         return "unseen-slot"
 
@@ -608,7 +616,8 @@ class Resolver:
         for j, lay in enumerate(layers):
             why = self.layer_untrusted(lay)
             if why is None:
-                why = self.slot_unseen(lay) if j == 0 else self.link_unseen(lay, layers[j - 1][0])
+                why = self.slot_unseen(lay, bool(site.get("slot_fnptr"))) if j == 0 else \
+                    self.link_unseen(lay, layers[j - 1][0])
             if why:
                 fallbacks.append({"layer": list(lay), "reason": why})
                 self.counts[f"fallback:{why}"] += 1
@@ -704,18 +713,46 @@ class Resolver:
                     out.add(value["id"])
         return frozenset(out)
 
+    def tracepoint_probes(self, name: str) -> tuple[frozenset[str], str | None]:
+        """The probes tracepoint ``name`` may call (see :mod:`pipeline.tracepoints`), or why
+        they cannot be known."""
+        if self._tp_probes is None:
+            self._tp_unknown = tracepoints.unknown_registrars(self._direct_edges)
+            self._tp_probes = tracepoints.object_probes(self.objects)
+            self._tp_register_vars = defaultdict(list)
+            for var in self.var_stored:
+                m = PARAM_VAR_RE.match(var)
+                if m and m.group(2) == "0":
+                    fname = m.group(1).split("@", 1)[0]
+                    for prefix in tracepoints.REGISTER_TRACE_PREFIXES:
+                        if fname.startswith(prefix):
+                            self._tp_register_vars[fname[len(prefix):]].append(var)
+                            break
+        if self._tp_unknown:
+            return frozenset(), f"tracepoint-registrar:{self._tp_unknown[0]}"
+        funcs = set(self._tp_probes.get(name, ()))
+        for var in self._tp_register_vars.get(name, ()):
+            why = self.var_untrusted(var)
+            if why:
+                return frozenset(), f"tracepoint-register-{why}"
+            funcs |= self.root[var].funcs
+        return frozenset(funcs), None
+
     def resolve_static_call(self, site: dict[str, Any]) -> dict[str, Any]:
         """``static_call(x)(...)``: what the key ``__SCK__x`` is defined or updated with.
 
-        Tracepoint keys (``__SCK__tp_func_*``) are updated by ``tracepoint_update_call``
-        (kernel/tracepoint.c) through a non-constant key with whatever probe was registered,
-        which no fact names: those fall back to the parameter-list class.
+        Tracepoint keys (``__SCK__tp_func_X``) are updated by ``tracepoint_update_call``
+        (kernel/tracepoint.c) with whatever probe was registered: their targets are the key's
+        own function (``__traceiter_X``) and the probes :meth:`tracepoint_probes` finds (with
+        the call's parameter list); when those cannot be known, every function with the
+        call's parameter list.
         """
         key = site["base"]["id"]
         params = self.params_layer(site.get("fn_type"))
         why = self.var_taint.get(key)
-        if why is None and key.startswith("__SCK__tp_func_"):
-            why = "tracepoint-static-call"
+        probes: frozenset[str] = frozenset()
+        if why is None and key.startswith(tracepoints.KEY_PREFIX):
+            probes, why = self.tracepoint_probes(key[len(tracepoints.KEY_PREFIX):])
         if why is None and key not in self.objects and key not in self.var_stored:
             why = "opaque-var"
         if why:
@@ -724,7 +761,7 @@ class Resolver:
                                [{"var": key, "reason": why}])
         # The key's functions are the targets as they are: no type filter (see params_layer);
         # functions stored where the facts cannot say (wild) may be there too.
-        targets = set(self.static_call_funcs(key)) | (self.wild & params)
+        targets = set(self.static_call_funcs(key)) | ((probes | self.wild) & params)
         return self._entry(site, "var", targets, len(params), 0, [])
 
 

@@ -192,7 +192,7 @@ def test_write_once_parameter_store(sites):
 def test_metrics(out, sites):
     m = read_json(out / "metrics.json")
     assert m["sites"] == len(sites)
-    assert m["tus"] == 13 and m["tus_failed"] == 0
+    assert m["tus"] == 14 and m["tus_failed"] == 0
     assert sum(m["resolution_counts"].values()) == m["sites"]
     assert m["type_layer"]["mean"] >= m["targets"]["mean"]
 
@@ -250,3 +250,24 @@ def test_returned_ops_table(sites):
     assert targets(sites, "via_return", "pick_ops(sel)->op") == ["p_one@params.c",
                                                                   "p_three@params.c"]
     assert targets(sites, "via_return_local", "o->op") == ["p_one@params.c", "p_three@params.c"]
+
+
+# ---- which slots are seen whole (slots.c) ----------------------------------------------------
+
+
+def test_void_pointer_field_cast_at_the_call_is_not_confined(sites):
+    [s] = [s for (caller, _), s in sites.items() if caller == "call_void_field"]
+    # Not s_exported: its only address-taking is EXPORT_SYMBOL's discarded __ADDRESSABLE.
+    assert s["targets"] == ["s_a@slots.c", "s_b@slots.c"] and s["resolution"] == "type"
+    assert s["fallbacks"][0]["reason"] == "unseen-slot"
+
+
+def test_declared_function_pointer_never_written_has_no_target(sites):
+    s = sites[("call_never_written", "n->fn")]
+    assert s["targets"] == [] and s["rule"] == "field" and s["type_layer_count"] == 2
+
+
+def test_union_members_are_not_seen_whole(sites):
+    for caller, expr in (("call_union_member", "u->fn"), ("call_anon_union_member", "t->cb")):
+        s = sites[(caller, expr)]
+        assert s["targets"] == ["s_a@slots.c", "s_b@slots.c"], (caller, s)

@@ -760,50 +760,107 @@ def test_variable_root_must_hold_the_outer_record():
 
 # ---- static calls ------------------------------------------------------------------------------
 
-def test_static_calls():
+def _static_call_site(name: str, fn_type: str, line: int) -> dict[str, Any]:
+    c = icall(fn_type, base_kind="static_call", base_id=f"__SCK__{name}",
+              expr=f"static_call({name})", line=line)
+    c["base"]["name"] = name
+    return c
+
+
+TP_T = "int (void *, int)"      # __traceiter_x (6.1 trampolines return int)
+PROBE_T = "void (void *, int)"  # the probes
+
+
+def tracepoint_doc(*, rogue: bool = False) -> dict[str, Any]:
     """::
 
       DEFINE_STATIC_CALL(cond_resched, __cond_resched);     // __SCK__cond_resched.func
       static_call_update(cond_resched, __static_call_return0);
-      DEFINE_STATIC_CALL(tp_func_x, __traceiter_x);          // int (void *, int)
-      static void probe_x(void *data, int v);                // registered at run time
       DEFINE_STATIC_CALL_NULL(hook, void_fn);                // no facts, never updated here
+      // tracepoint x (and y, same prototype): DEFINE_TRACE + TRACE_EVENT + a raw BPF map
+      DEFINE_STATIC_CALL(tp_func_x, __traceiter_x);
+      static struct trace_event_class event_class_t = { .probe = trace_event_raw_event_t,
+          .perf_probe = perf_trace_t, .reg = trace_event_reg };
+      static struct trace_event_call event_x = { .class = &event_class_t,
+          { .tp = &__tracepoint_x } };
+      static struct bpf_raw_event_map __bpf_trace_tp_map_x = { .tp = &__tracepoint_x,
+          .bpf_func = __bpf_trace_t };
+      register_trace_x(probe_x, NULL); register_trace_y(probe_y, NULL);
       static_call(cond_resched)(); static_call(tp_func_x)(data, 1); static_call(hook)();
+      // rogue: tracepoint_probe_register(tp, fn, NULL), a registrar the model does not know
     """
-    def sc(name: str, fn_type: str, line: int) -> dict[str, Any]:
-        c = icall(fn_type, base_kind="static_call", base_id=f"__SCK__{name}",
-                  expr=f"static_call({name})", line=line)
-        c["base"]["name"] = name
-        return c
-
+    tec, cls, bmap = "struct trace_event_call", "struct trace_event_class", \
+        "struct bpf_raw_event_map"
+    reg_x, reg_y = "register_trace_x@inc.h", "register_trace_y@inc.h"
     funcs = [fn("__cond_resched", type="int (void)"), fn("__static_call_return0",
                                                           type="long (void)"),
              fn("other_int", type="int (void)"),
-             fn("__traceiter_x", type="int (void *, int)"),
-             fn("probe_x", linkage="internal", type="void (void *, int)"),
-             fn("use", calls=[sc("cond_resched", "int (void)", 20),
-                              sc("tp_func_x", "int (void *, int)", 21),
-                              sc("hook", "int (void)", 22)])]
+             fn("__traceiter_x", type=TP_T), fn("__traceiter_y", type=TP_T)]
+    funcs += [fn(n, linkage="internal", type=PROBE_T) for n in (
+        "probe_x", "probe_y", "trace_event_raw_event_t", "perf_trace_t", "__bpf_trace_t",
+        "unrelated_probe")]
+    funcs += [fn("trace_event_reg", type="int (void *, int, void *)"),
+              fn("tracepoint_probe_register", type="int (void *, void *, void *)"),
+              fn("register_trace_x", "inc.h", linkage="internal",
+                 calls=[dcall("tracepoint_probe_register")]),
+              fn("register_trace_y", "inc.h", linkage="internal",
+                 calls=[dcall("tracepoint_probe_register")]),
+              fn("setup", calls=[dcall(reg_x, line=60), dcall(reg_y, line=61)]),
+              fn("use", calls=[_static_call_site("cond_resched", "int (void)", 20),
+                               _static_call_site("tp_func_x", TP_T, 21),
+                               _static_call_site("hook", "int (void)", 22)])]
+    if rogue:
+        funcs.append(fn("rogue", calls=[dcall("tracepoint_probe_register")]))
     key = "struct static_call_key"
     doc = tu("a.c", funcs, objects=[
         obj("__SCK__cond_resched", key, [([[key, "func"]], F("__cond_resched"))]),
-        obj("__SCK__tp_func_x", key, [([[key, "func"]], F("__traceiter_x"))])],
+        obj("__SCK__tp_func_x", key, [([[key, "func"]], F("__traceiter_x"))]),
+        obj("event_class_t@a.c", cls, [([[cls, "probe"]], F("trace_event_raw_event_t@a.c")),
+                                       ([[cls, "perf_probe"]], F("perf_trace_t@a.c")),
+                                       ([[cls, "reg"]], F("trace_event_reg"))]),
+        obj("event_x@a.c", tec, [([[tec, "class"]], OBJ("event_class_t@a.c")),
+                                 ([[tec, "tp"]], OBJ("__tracepoint_x"))]),
+        obj("__bpf_trace_tp_map_x@a.c", bmap, [([[bmap, "tp"]], OBJ("__tracepoint_x")),
+                                               ([[bmap, "bpf_func"]], F("__bpf_trace_t@a.c"))])],
         stores=[{"target": {"var": "__SCK__cond_resched", "static_call": True},
                  "value": F("__static_call_return0"), "function": "sched_dynamic_update",
-                 "file": "a.c", "line": 50}],
-        taken=["probe_x@a.c", "other_int"])
-    _, _, sites, metrics = run(doc)
+                 "file": "a.c", "line": 50},
+                {"target": {"var": f"{reg_x}#arg0", "param": True},
+                 "value": F("probe_x@a.c"), "function": "setup", "file": "a.c", "line": 60},
+                {"target": {"var": f"{reg_y}#arg0", "param": True},
+                 "value": F("probe_y@a.c"), "function": "setup", "file": "a.c", "line": 61}],
+        taken=["probe_x@a.c", "probe_y@a.c", "other_int", "unrelated_probe@a.c"])
+    return doc
+
+
+def test_static_calls():
+    _, _, sites, metrics = run(tracepoint_doc())
     s = site_of(sites, "static_call(cond_resched)")
     # No type filter: __static_call_return0 (long) is a real target of the patched jump.
     assert s["targets"] == ["__cond_resched", "__static_call_return0"]
     assert s["resolution"] == "var" and s["fallbacks"] == []
-    tp = site_of(sites, "static_call(tp_func_x)")
-    assert tp["targets"] == ["__traceiter_x", "probe_x@a.c"]  # same parameters, any return
-    assert tp["fallbacks"] == [{"var": "__SCK__tp_func_x", "reason": "tracepoint-static-call"}]
     hook = site_of(sites, "static_call(hook)")
     assert hook["fallbacks"] == [{"var": "__SCK__hook", "reason": "opaque-var"}]
     assert hook["targets"] == ["__cond_resched", "__static_call_return0", "other_int"]
-    assert metrics["fallbacks"]["fallback:tracepoint-static-call"] == 1
+
+
+def test_tracepoint_static_call_reaches_its_registered_probes():
+    _, _, sites, _ = run(tracepoint_doc())
+    tp = site_of(sites, "static_call(tp_func_x)")
+    # Its trampoline, the event class's probes, the raw BPF probe and register_trace_x's
+    # argument; not probe_y (tracepoint y) nor unrelated_probe, though of the same type.
+    assert tp["targets"] == ["__bpf_trace_t@a.c", "__traceiter_x", "perf_trace_t@a.c",
+                             "probe_x@a.c", "trace_event_raw_event_t@a.c"]
+    assert tp["resolution"] == "var" and tp["fallbacks"] == []
+
+
+def test_tracepoint_with_an_unknown_registrar_falls_back():
+    _, _, sites, metrics = run(tracepoint_doc(rogue=True))
+    tp = site_of(sites, "static_call(tp_func_x)")
+    assert tp["fallbacks"] == [{"var": "__SCK__tp_func_x",
+                                "reason": "tracepoint-registrar:rogue"}]
+    assert "unrelated_probe@a.c" in tp["targets"] and "probe_y@a.c" in tp["targets"]
+    assert metrics["fallbacks"]["fallback:tracepoint-registrar:rogue"] == 1
 
 
 def test_cond_syscall_stubs_are_weak():

@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 7
+EXTRACTOR_VERSION = 8
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -178,16 +178,6 @@ def _fn_type_of_pointer(t: ci.Type) -> ci.Type | None:
     if c.kind in _FN_TYPES:
         return c
     return None
-
-
-_QUALIFIER_RE = re.compile(r"\b(?:const|volatile|restrict)\b")
-
-
-def _unqual(t: ci.Type) -> str:
-    """A canonical type's spelling without cv-qualifiers, for 'was this value converted'
-    (``int (*const volatile)(int)``, READ_ONCE's type, is ``int (*)(int)``)."""
-    s = " ".join(_QUALIFIER_RE.sub(" ", t.get_canonical().spelling).split())
-    return s.replace("( ", "(").replace(" )", ")")
 
 
 def strip(c: ci.Cursor) -> ci.Cursor:
@@ -401,8 +391,14 @@ class Extractor:
 
     def local_var_id(self, ref: ci.Cursor) -> str | None:
         """``F#local:NAME:LINE:COL``: the pseudo-variable of a local of tracked type, which
-        receives every definition of the local (its initializer and assignments)."""
-        if self.current is None or not self.tracked_type(ref.type):
+        receives every definition of the local (its initializer and assignments).
+
+        ``rcu_assign_pointer(p, v)`` (include/linux/rcupdate.h) passes ``v`` through the
+        ``uintptr_t`` local ``_r_a_p__v``: followed too, or every RCU-published ops pointer
+        would be a non-constant store.
+        """
+        if self.current is None or not (self.tracked_type(ref.type)
+                                         or ref.spelling == "_r_a_p__v"):
             return None
         _, line, col = self.where(ref)
         return f"{self.current[1]}#local:{ref.spelling}:{line}:{col}"
@@ -713,17 +709,13 @@ class Extractor:
     def values(self, e: ci.Cursor) -> list[dict[str, Any]]:
         """What an expression can evaluate to, for the facts' Value kinds.
 
-        A value read from somewhere (a field, a variable, a parameter) through a conversion
-        to another type (``ops = (struct foo_ops *)p->priv``, a ``void *`` parameter) is
-        ``other``: where it came from may hold values of any type, which no fact records.
+        A value read from a source (field, variable, parameter, call) names it only when the
+        source's own type is tracked (:meth:`tracked_type`), whatever it is converted to:
+        only those sources have every write in the facts.  ``ops = (struct foo_ops *)
+        p->priv`` reads a ``void *`` field and is ``other``; ``(void *)probe`` of a function
+        pointer parameter still names the parameter.
         """
-        s = strip(e)
-        out = self._values(s)
-        if any(v["kind"] == "nonconst" and v["what"] != "other" for v in out) and \
-                _unqual(e.type) != _unqual(s.type):
-            out = [{"kind": "nonconst", "what": "other", "text": v.get("text", "")}
-                   if v["kind"] == "nonconst" else v for v in out]
-        return out
+        return self._values(strip(e))
 
     def _values(self, e: ci.Cursor) -> list[dict[str, Any]]:
         k = e.kind
@@ -744,6 +736,8 @@ class Extractor:
                     rt = ref.type.get_canonical()
                     if rt.kind in (TK.RECORD, TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
                         return [{"kind": "object", "id": self.var_ident(ref)}]
+                    if not self.tracked_type(ref.type):
+                        return [{"kind": "nonconst", "what": "other", "text": ref.spelling}]
                     return [{"kind": "nonconst", "what": "global", "id": self.var_ident(ref),
                              "text": ref.spelling}]
                 v = {"kind": "nonconst", "what": "local", "text": ref.spelling}
@@ -791,6 +785,9 @@ class Extractor:
             if rid := self.return_var(e):
                 v["id"] = rid
             return [v]
+        if k in (K.MEMBER_REF_EXPR, K.ARRAY_SUBSCRIPT_EXPR) and not self.tracked_type(e.type):
+            # A void * (or integer) slot: its writes are not recorded.
+            return [{"kind": "nonconst", "what": "other", "text": e.spelling}]
         if k == K.MEMBER_REF_EXPR:
             layers, base = self.chain(e)
             return [{"kind": "nonconst", "what": "field", "layers": layers, "text": e.spelling}]

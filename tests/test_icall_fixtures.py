@@ -271,3 +271,8 @@ def test_union_members_are_not_seen_whole(sites):
     for caller, expr in (("call_union_member", "u->fn"), ("call_anon_union_member", "t->cb")):
         s = sites[(caller, expr)]
         assert s["targets"] == ["s_a@slots.c", "s_b@slots.c"], (caller, s)
+
+
+def test_rcu_assign_pointer_of_a_parameter(sites):
+    # rh_set(&ops_b) → rcu_assign_pointer(rh.ops, ops): only ops_b's function.
+    assert targets(sites, "rh_fire", "rh.ops->op") == ["p_two@params.c"]

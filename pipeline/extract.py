@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 8
+EXTRACTOR_VERSION = 9
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -178,6 +178,44 @@ def _fn_type_of_pointer(t: ci.Type) -> ci.Type | None:
     if c.kind in _FN_TYPES:
         return c
     return None
+
+
+def stripped_away(c: ci.Cursor) -> list[ci.Cursor]:
+    """What :func:`strip` steps over without reading: the statements of a statement expression
+    before its value (``({ typeof(*p) *__p = READ_ONCE(p); ...; __p; })``) and the other
+    operands of a wrapper such as ``__builtin_choose_expr`` (min(), max()).  Calls and
+    definitions in them happen all the same."""
+    out: list[ci.Cursor] = []
+    while True:
+        k = c.kind
+        if k in _TRANSPARENT:
+            kids = children(c)
+            if not kids:
+                return out
+            if k == K.UNEXPOSED_EXPR:
+                out.extend(kids[:-1])
+            c = kids[-1]
+        elif k == K.StmtExpr:
+            body = children(c)
+            stmts = children(body[0]) if body else []
+            if not stmts:
+                return out
+            out.extend(stmts[:-1])
+            c = stmts[-1]
+        else:
+            return out
+
+
+def var_initializer(c: ci.Cursor) -> ci.Cursor | None:
+    """A variable's initializer, or None.  Not "its last child": a function-pointer variable's
+    children include the PARM_DECLs of its type, an array's its size expression."""
+    if _raw.clang_Cursor_isNull(_raw.clang_Cursor_getVarDeclInitializer(c)):
+        return None
+    init = None
+    for ch in children(c):
+        if ch.kind.is_expression():
+            init = ch
+    return init
 
 
 def strip(c: ci.Cursor) -> ci.Cursor:
@@ -605,11 +643,7 @@ class Extractor:
     # ---- globals and initializers ---------------------------------------------------------
 
     def global_var(self, c: ci.Cursor) -> None:
-        init = None
-        for ch in children(c):
-            if ch.kind not in (K.TYPE_REF, K.UNEXPOSED_ATTR, K.ANNOTATE_ATTR, K.ALIGNED_ATTR,
-                               K.VISIBILITY_ATTR, K.ASM_LABEL_ATTR):
-                init = ch
+        init = var_initializer(c)
         if init is None:
             return
         if "__addressable_" in c.spelling and any(
@@ -1140,8 +1174,10 @@ class FunctionWalker:
                 elif v["kind"] == "object" and context == "return" and self.is_proto_fn:
                     self._proto_value(v["id"])
             if handled or k == K.DECL_REF_EXPR:
+                self._visit_stripped(e)
                 return
         elif k == K.CONDITIONAL_OPERATOR:
+            self._visit_stripped(e)
             kids = children(s)
             if kids:
                 self.visit(kids[0], s)
@@ -1151,6 +1187,12 @@ class FunctionWalker:
         elif k == K.CALL_EXPR and context == "return" and self.is_proto_fn:
             self._proto_call(s)
         self.visit(e, parent)
+
+    def _visit_stripped(self, e: ci.Cursor) -> None:
+        """Visit what strip() stepped over when only the stripped value was read: the
+        statements before a statement expression's value still run (calls, definitions)."""
+        for pre in stripped_away(e):
+            self.visit(pre, None)
 
     def other_use(self, c: ci.Cursor, ref: ci.Cursor, parent: ci.Cursor | None) -> None:
         fid = self.ex.fn_ident(ref)[0]
@@ -1273,10 +1315,7 @@ class FunctionWalker:
         return target
 
     def local_var(self, c: ci.Cursor) -> None:
-        init = None
-        for ch in children(c):
-            if ch.kind not in (K.TYPE_REF, K.UNEXPOSED_ATTR, K.ALIGNED_ATTR):
-                init = ch
+        init = var_initializer(c)
         if init is None:
             return
         if c.storage_class == ci.StorageClass.STATIC:

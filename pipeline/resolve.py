@@ -52,7 +52,9 @@ into ``(A, ops)`` does not appear.  The result is intersected with the type laye
 - the layer cannot be seen whole: its slot holds an object without facts (``opaque-object``:
   defined in assembly or a failed TU); no fact shows the slot is one whose writes the parser
   records (``unseen-slot``: a ``void *`` field cast at the call, say — the parser records stores
-  only into function-pointer slots and pointers to records holding them); or the outer slot
+  only into function-pointer slots and pointers to records holding them; a struct field declared
+  as a function pointer, ``slot_fnptr`` at the site, is always seen, and holds NULL when nothing
+  writes it: such a call has no target but wild functions); or the outer slot
   holds objects of another record than the next layer's (``slot-type-mismatch``: the chain went
   through a ``void *`` such as ``seq = file->private_data``).
 An untrusted layer and every layer outside it are dropped; the layers inside it still apply,

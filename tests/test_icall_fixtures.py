@@ -276,3 +276,14 @@ def test_union_members_are_not_seen_whole(sites):
 def test_rcu_assign_pointer_of_a_parameter(sites):
     # rh_set(&ops_b) → rcu_assign_pointer(rh.ops, ops): only ops_b's function.
     assert targets(sites, "rh_fire", "rh.ops->op") == ["p_two@params.c"]
+
+
+def test_calls_inside_a_statement_expression_are_direct_edges(out):
+    g = nx.node_link_graph(read_json(out / "graph.json.gz"), edges="edges")
+    assert {"compute@params.c", "note_it@params.c"} <= set(g.successors("stmt_expr_user"))
+
+
+def test_rcu_dereference_of_a_function_pointer(sites):
+    # A function-pointer local declared without initializer: its type's parameter is no
+    # initializer; its one definition is the statement expression's local.
+    assert targets(sites, "via_rcu", "cb") == ["p_three@params.c"]

@@ -1,7 +1,8 @@
 """Parse-ahead on the real kernel: TUs parsed while make runs are the parse stage's cache hits.
 
 A cold ``bpf-core`` run (its own output directory and an empty facts store) with parse-ahead at
-normal priority, so it gets a fair share of the two cores.  Every TU parse-ahead kept must be a
+normal priority (``KCG_PARSE_AHEAD_IDLE=0``: not SCHED_IDLE), so it gets a fair share of the two
+cores.  Every TU parse-ahead kept must be a
 cache hit of the parse stage (the ``make -n`` commands give the same keys as the compile database
 written after the build), and the facts must be the ones a plain parse gives.  ~3 minutes.
 """
@@ -18,7 +19,7 @@ from tests.conftest import REPO, _explain
 def test_parse_ahead_feeds_the_parse_stage(kcg, tmp_path):
     out, store = tmp_path / "out", tmp_path / "facts"
     r = kcg("run", "--config", REPO / "configs" / "bpf-core.yaml", "--to", "parse", "--output", out,
-            "--facts-store", store, "--no-progress", env={"KCG_PARSE_AHEAD_NICE": "0"})
+            "--facts-store", store, "--no-progress", env={"KCG_PARSE_AHEAD_IDLE": "0"})
     assert r.returncode == 0, _explain(r)
     ahead = read_json(out / "manifests" / "build.json")["counts"]["parse_ahead"]
     parse = read_json(out / "manifests" / "parse.json")["counts"]

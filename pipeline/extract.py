@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 9
+EXTRACTOR_VERSION = 10
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -274,6 +274,17 @@ class Extractor:
         if f is None:
             return "<unknown>"
         return self.paths.rel(f if isinstance(f, str) else f.name)
+
+    def expansion_line(self, c: ci.Cursor) -> bytes:
+        """The source line a cursor's outermost macro expansion starts on."""
+        fptr, line = ctypes.c_void_p(), ctypes.c_uint()
+        _raw.clang_getInstantiationLocation(_lib.clang_getCursorLocation(c), ctypes.byref(fptr),
+                                            ctypes.byref(line), None, None)
+        if not fptr.value:
+            return b""
+        name = _raw.clang_getCString(_raw.clang_getFileName(fptr.value)).decode()
+        lines = self.text_of(name).split(b"\n", line.value)
+        return lines[line.value - 1] if len(lines) >= line.value else b""
 
     def text_of(self, path: str) -> bytes:
         t = self._texts.get(path)
@@ -646,13 +657,16 @@ class Extractor:
         init = var_initializer(c)
         if init is None:
             return
-        if "__addressable_" in c.spelling and any(
+        if "__addressable_" in c.spelling and b"EXPORT_" in self.expansion_line(c) and any(
                 name == "section" and (arg or "").startswith(".discard")
                 for name, arg in self._printed_attributes(c)):
-            # __ADDRESSABLE(sym) (include/linux/compiler.h), e.g. in every EXPORT_SYMBOL:
-            # a pointer in .discard.addressable, dropped by the linker.  Its function is not
-            # address-taken at run time; counting it would put every exported function in
-            # its type's class.
+            # EXPORT_SYMBOL*(sym) (include/linux/export.h) makes __ADDRESSABLE(sym)
+            # (include/linux/compiler.h): a pointer in .discard.addressable, dropped by the
+            # linker, beside the asm __ksymtab entry the module loader reads.  The function
+            # is not address-taken at run time; counting it would put every exported function
+            # in its type's class.  Other __ADDRESSABLE users stay: initcalls and PCI fixups
+            # (include/linux/init.h, pci.h) make the same pointer beside an asm table that is
+            # called through (do_one_initcall, pci_do_fixups).
             return
         vid = self.var_ident(c)
         entries: list[dict[str, Any]] = []

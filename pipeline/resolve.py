@@ -317,8 +317,9 @@ class Resolver:
         flows: list[tuple[tuple[str, Any], tuple[str, Any]]] = []
         # A parameter receives what every direct call passes, but a function whose address
         # is taken has callers no fact names; with a failed TU, any function may.
-        called_indirectly = {at["id"] for at in linked["address_taken"] if at.get("id")}
-        failed_tus = bool(linked.get("failed_tus"))
+        called_indirectly = self.called_indirectly = {
+            at["id"] for at in linked["address_taken"] if at.get("id")}
+        failed_tus = self.failed_tus = bool(linked.get("failed_tus"))
         for st in linked["stores"]:
             target = st.get("target") or {}
             value = st.get("value") or {}
@@ -385,9 +386,7 @@ class Resolver:
         if src[0] == "layer":
             return self.layer_taint.get(src[1]) or self.rec_taint.get(src[1][0])
         var = src[1]
-        if var not in self.objects and var not in self.var_stored:
-            return "opaque-var"
-        return self.var_taint.get(var)
+        return self.var_taint.get(var) or self.var_unknown(var)
 
     def _propagate(self, flows: list[tuple[tuple[str, Any], tuple[str, Any]]]) -> None:
         """Fixpoint of value flows between slots/variables; taint flows along too."""
@@ -539,6 +538,28 @@ class Resolver:
             return "slot-type-mismatch"
         return None
 
+    def var_unknown(self, var: str) -> str | None:
+        """Why a variable with no facts at all cannot be read as empty (None: it can).
+
+        A global with neither initializer nor store is defined elsewhere (assembly, a failed
+        TU) or set in ways not seen: unknown.  A parameter no direct call passes anything to
+        holds nothing when nothing else can call the function (its address is not taken, every
+        TU parsed); a local nothing assigns holds nothing.  A function's return with no facts
+        (defined nowhere in C) is unknown.
+        """
+        if var in self.objects or var in self.var_stored:
+            return None
+        m = PARAM_VAR_RE.match(var)
+        if m:
+            if self.failed_tus:
+                return "param-callers-unknown:failed-tu"
+            if m.group(1) in self.called_indirectly:
+                return "param-of-address-taken-function"
+            return None
+        if "#local:" in var:
+            return None
+        return "opaque-var"
+
     def var_untrusted(self, var: str, outer: str | None = None) -> str | None:
         """Why a variable/array's assignments cannot confine a call (None: they can).
 
@@ -548,8 +569,9 @@ class Resolver:
         reason = self.var_taint.get(var)
         if reason:
             return reason
-        if var not in self.objects and var not in self.var_stored:
-            return "opaque-var"  # nothing known about it: defined elsewhere or never set
+        reason = self.var_unknown(var)
+        if reason:
+            return reason
         for oid in self.root[var].objs:
             if oid not in self.objects:
                 return "opaque-object"

@@ -127,8 +127,9 @@ def test_function_pointer_variables_and_arrays(sites):
     bad = sites[("call_all", "bad")]
     assert bad["targets"] == everything and bad["resolution"] == "type"
     assert bad["fallbacks"] == [{"var": "bad@vars.c", "reason": "flow-from-untrusted"}]
+    # call_all is never called and its address is not taken: its parameter holds nothing.
     local = sites[("call_all", "local")]
-    assert local["targets"] == everything and local["type_layer_count"] == 6
+    assert local["targets"] == [] and local["rule"] == "var" and local["type_layer_count"] == 6
 
 
 def test_two_statics_with_one_name(sites, out):
@@ -257,20 +258,21 @@ def test_returned_ops_table(sites):
 
 def test_void_pointer_field_cast_at_the_call_is_not_confined(sites):
     [s] = [s for (caller, _), s in sites.items() if caller == "call_void_field"]
-    # Not s_exported: its only address-taking is EXPORT_SYMBOL's discarded __ADDRESSABLE.
-    assert s["targets"] == ["s_a@slots.c", "s_b@slots.c"] and s["resolution"] == "type"
+    # Not s_exported: its only address-taking is EXPORT_SYMBOL's discarded __ADDRESSABLE;
+    # s_init's, an initcall's, stands for the asm table that is called through.
+    assert s["targets"] == ["s_a@slots.c", "s_b@slots.c", "s_init"] and s["resolution"] == "type"
     assert s["fallbacks"][0]["reason"] == "unseen-slot"
 
 
 def test_declared_function_pointer_never_written_has_no_target(sites):
     s = sites[("call_never_written", "n->fn")]
-    assert s["targets"] == [] and s["rule"] == "field" and s["type_layer_count"] == 2
+    assert s["targets"] == [] and s["rule"] == "field" and s["type_layer_count"] == 3
 
 
 def test_union_members_are_not_seen_whole(sites):
     for caller, expr in (("call_union_member", "u->fn"), ("call_anon_union_member", "t->cb")):
         s = sites[(caller, expr)]
-        assert s["targets"] == ["s_a@slots.c", "s_b@slots.c"], (caller, s)
+        assert s["targets"] == ["s_a@slots.c", "s_b@slots.c", "s_init"], (caller, s)
 
 
 def test_rcu_assign_pointer_of_a_parameter(sites):

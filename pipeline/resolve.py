@@ -632,6 +632,11 @@ class Resolver:
         base = site.get("base") or {}
         if base.get("kind") == "static_call" and base.get("id"):
             return self.resolve_static_call(site)
+        if (m := tracepoints.TRACEITER_RE.match(site.get("caller") or "")) and \
+                base.get("kind") == "local" and not site.get("layers"):
+            hit = self.resolve_traceiter(site, m.group(1))
+            if hit is not None:
+                return hit
         flta = self.type_layer(site.get("fn_type"))
         layers: Path_ = tuple(norm_layer(*lay) for lay in site.get("layers") or ())
         fallbacks: list[dict[str, Any]] = []
@@ -761,6 +766,17 @@ class Resolver:
                 return frozenset(), f"tracepoint-register-{why}"
             funcs |= self.root[var].funcs
         return frozenset(funcs), None
+
+    def resolve_traceiter(self, site: dict[str, Any], name: str) -> dict[str, Any] | None:
+        """The probe loop of ``__traceiter_X``: ``((void (*)(void *, proto))it_func)(...)``
+        with ``it_func`` read from the tracepoint's ``funcs`` array (a ``void *``): the probes
+        registrable for X, of the call's exact type.  None: the probes cannot be known."""
+        probes, why = self.tracepoint_probes(name)
+        if why is not None:
+            self.counts[f"traceiter-not-modelled:{why}"] += 1
+            return None
+        flta = self.type_layer(site.get("fn_type"))
+        return self._entry(site, "var", set((probes | self.wild) & flta), len(flta), 0, [])
 
     def resolve_static_call(self, site: dict[str, Any]) -> dict[str, Any]:
         """``static_call(x)(...)``: what the key ``__SCK__x`` is defined or updated with.

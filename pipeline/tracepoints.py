@@ -18,6 +18,9 @@ follows it; the registration paths are few and each names its tracepoint:
 - a BPF raw tracepoint (``bpf_probe_register()``) registers ``btp->bpf_func`` of the
   ``struct bpf_raw_event_map`` ``__bpf_trace_tp_map_X`` (``.tp = &__tracepoint_X``).
 
+The same probes are what ``__traceiter_X`` (``DEFINE_TRACE_FN``) calls in its loop over
+``__tracepoint_X.funcs``.
+
 So the probes of X are the functions in the initializers of the objects that point to
 ``__tracepoint_X``, and in the objects those point to (one level: the event class), plus what
 ``register_trace_X`` is called with.  That holds only while these are the only callers of the
@@ -27,11 +30,15 @@ its sound fallback (every function with the call's parameter list).
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 TRACEPOINT_PREFIX = "__tracepoint_"
+# DEFINE_TRACE_FN: ``int __traceiter_X(void *__data, proto)`` calls each registered probe
+# through ``it_func`` (a ``void *`` read from ``__tracepoint_X.funcs``).
+TRACEITER_RE = re.compile(r"__traceiter_(\w+)$")
 KEY_PREFIX = "__SCK__tp_func_"
 
 # kernel/tracepoint.c: the functions that add a probe to a tracepoint.

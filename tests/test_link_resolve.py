@@ -795,7 +795,9 @@ def tracepoint_doc(*, rogue: bool = False) -> dict[str, Any]:
     funcs = [fn("__cond_resched", type="int (void)"), fn("__static_call_return0",
                                                           type="long (void)"),
              fn("other_int", type="int (void)"),
-             fn("__traceiter_x", type=TP_T), fn("__traceiter_y", type=TP_T)]
+             fn("__traceiter_x", type=TP_T, calls=[icall(PROBE_T, base_kind="local",
+                                                         expr="it_func", line=80)]),
+             fn("__traceiter_y", type=TP_T)]
     funcs += [fn(n, linkage="internal", type=PROBE_T) for n in (
         "probe_x", "probe_y", "trace_event_raw_event_t", "perf_trace_t", "__bpf_trace_t",
         "unrelated_probe")]
@@ -852,6 +854,11 @@ def test_tracepoint_static_call_reaches_its_registered_probes():
     assert tp["targets"] == ["__bpf_trace_t@a.c", "__traceiter_x", "perf_trace_t@a.c",
                              "probe_x@a.c", "trace_event_raw_event_t@a.c"]
     assert tp["resolution"] == "var" and tp["fallbacks"] == []
+    # __traceiter_x's loop over the registered probes: the same probes, of the exact type.
+    it = site_of(sites, "it_func")
+    assert it["targets"] == ["__bpf_trace_t@a.c", "perf_trace_t@a.c", "probe_x@a.c",
+                             "trace_event_raw_event_t@a.c"]
+    assert it["resolution"] == "var"
 
 
 def test_tracepoint_with_an_unknown_registrar_falls_back():
@@ -860,6 +867,7 @@ def test_tracepoint_with_an_unknown_registrar_falls_back():
     assert tp["fallbacks"] == [{"var": "__SCK__tp_func_x",
                                 "reason": "tracepoint-registrar:rogue"}]
     assert "unrelated_probe@a.c" in tp["targets"] and "probe_y@a.c" in tp["targets"]
+    assert "unrelated_probe@a.c" in site_of(sites, "it_func")["targets"]
     assert metrics["fallbacks"]["fallback:tracepoint-registrar:rogue"] == 1
 
 

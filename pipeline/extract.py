@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 10
+EXTRACTOR_VERSION = 11
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -204,6 +204,29 @@ def stripped_away(c: ci.Cursor) -> list[ci.Cursor]:
             c = stmts[-1]
         else:
             return out
+
+
+_CONSTANT_LEAVES = {K.INTEGER_LITERAL, K.CHARACTER_LITERAL}
+
+
+def _integer_constant(e: ci.Cursor, depth: int = 0) -> bool:
+    """An integer constant expression of literals and enum constants (``~0L``, ``1 << 3``)."""
+    if depth > 8:
+        return False
+    k = e.kind
+    if k in _CONSTANT_LEAVES:
+        return True
+    if k == K.DECL_REF_EXPR:
+        ref = e.referenced
+        return ref is not None and ref.kind == K.ENUM_CONSTANT_DECL
+    if k in (K.UNARY_OPERATOR, K.BINARY_OPERATOR, K.PAREN_EXPR, K.CSTYLE_CAST_EXPR,
+             K.UNEXPOSED_EXPR):
+        if k == K.UNARY_OPERATOR and _lib.clang_getCursorUnaryOperatorKind(e) in (
+                UO_ADDROF, UO_DEREF):
+            return False
+        kids = [ch for ch in children(e) if ch.kind != K.TYPE_REF]
+        return bool(kids) and all(_integer_constant(ch, depth + 1) for ch in kids)
+    return False
 
 
 def var_initializer(c: ci.Cursor) -> ci.Cursor | None:
@@ -767,6 +790,9 @@ class Extractor:
 
     def _values(self, e: ci.Cursor) -> list[dict[str, Any]]:
         k = e.kind
+        if k in (K.UNARY_OPERATOR, K.BINARY_OPERATOR) and _integer_constant(e):
+            # A poison constant such as rcu_head_init's (rcu_callback_t)~0L: never a function.
+            return [{"kind": "null"}]
         if k == K.DECL_REF_EXPR:
             ref = e.referenced
             if ref is None:
@@ -822,6 +848,10 @@ class Extractor:
             return [{"kind": "nonconst", "what": "other", "text": ""}]
         if k in (K.INTEGER_LITERAL, K.GNU_NULL_EXPR, K.CXX_NULL_PTR_LITERAL_EXPR):
             return [{"kind": "null"}]
+        if k == K.BINARY_OPERATOR and _lib.clang_getCursorBinaryOperatorKind(e) == BO_ASSIGN:
+            kids = children(e)  # 'a->lock = a->unlock = f': the value is the right side's
+            return self.values(kids[1]) if len(kids) == 2 else \
+                [{"kind": "nonconst", "what": "other", "text": ""}]
         if k == K.CONDITIONAL_OPERATOR:
             kids = children(e)
             out: list[dict[str, Any]] = []

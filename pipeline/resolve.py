@@ -236,14 +236,15 @@ class Resolver:
             if not fid:
                 continue
             t = self.node_type.get(fid) or canon_type(at.get("type"))
+            if fid.startswith(STATIC_CALL_TRAMP_PREFIX):
+                # A static-call trampoline (assembly; typed when DECLARE_STATIC_CALL declared
+                # it) has its address taken only to be patched (struct
+                # tracepoint.static_call_tramp, the tramp argument of __static_call_update);
+                # it is entered only by static_call() sites, which resolve to the key's
+                # functions themselves.  Not a target of any other call.
+                continue
             if t:
                 by_type[t].add(fid)
-            elif fid.startswith(STATIC_CALL_TRAMP_PREFIX):
-                # A static-call trampoline (assembly, untyped in the facts) has its address taken
-                # only to be patched (struct tracepoint.static_call_tramp, the tramp argument of
-                # __static_call_update); it is entered only by static_call() sites, which
-                # resolve to the key's functions themselves.  Not a target of any other call.
-                continue
             else:
                 untyped.add(fid)
         self.untyped = frozenset(untyped)

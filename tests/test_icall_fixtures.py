@@ -289,3 +289,7 @@ def test_rcu_dereference_of_a_function_pointer(sites):
     # A function-pointer local declared without initializer: its type's parameter is no
     # initializer; its one definition is the statement expression's local.
     assert targets(sites, "via_rcu", "cb") == ["p_three@params.c"]
+
+
+def test_chained_assignment_and_poison_constant(sites):
+    assert targets(sites, "lk_take", "lk.lock") == ["p_dflt@params.c"]

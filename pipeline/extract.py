@@ -283,6 +283,8 @@ class Extractor:
         # parameters are named relative to it.
         self.current: tuple[ci.Cursor, str] | None = None
         self._param_index: dict[int, int] = {}
+        self._tracked: dict[tuple[int, int, int], bool] = {}
+        self._tracked_params: dict[int, list[int]] = {}
         self._texts: dict[str, bytes] = {}
         self._file_names: dict[int | None, str] = {}
         self.fn_types: dict[str, str] = {}
@@ -395,13 +397,30 @@ class Extractor:
     def tracked_type(self, t: ci.Type) -> bool:
         """Types whose values the facts follow through locals and parameters: function
         pointers and pointers to records that hold them (or may: incomplete ones)."""
-        c = t.get_canonical()
-        if _fn_type_of_pointer(c) is not None:
-            return True
-        if c.kind != TK.POINTER:
-            return False
-        p = c.get_pointee().get_canonical()
-        return p.kind == TK.RECORD and self.has_fnptr_fields(p)
+        key = (t._kind_id, t.data[0], t.data[1])  # the QualType: stable within the TU
+        hit = self._tracked.get(key)
+        if hit is None:
+            c = t.get_canonical()
+            if _fn_type_of_pointer(c) is not None:
+                hit = True
+            elif c.kind != TK.POINTER:
+                hit = False
+            else:
+                p = c.get_pointee().get_canonical()
+                hit = p.kind == TK.RECORD and self.has_fnptr_fields(p)
+            self._tracked[key] = hit
+        return hit
+
+    def tracked_params(self, callee: ci.Cursor) -> list[int]:
+        """Indices of a function's parameters of tracked type (memoized per declaration)."""
+        key = callee.hash
+        hit = self._tracked_params.get(key)
+        if hit is None:
+            ft = callee.type.get_canonical()
+            hit = [i for i, pt in enumerate(ft.argument_types()) if self.tracked_type(pt)] \
+                if ft.kind == TK.FUNCTIONPROTO else []
+            self._tracked_params[key] = hit
+        return hit
 
     def param_var(self, ref: ci.Cursor) -> str | None:
         """``F#argI``: the pseudo-variable of parameter I of the function being walked, when
@@ -1163,12 +1182,9 @@ class FunctionWalker:
         """A direct call's arguments of tracked type go into ``callee#argI``: the values a
         setter's parameter may carry into the slot it stores it in (``register_x(&ops)`` →
         ``obj->ops = ops``), or a callback parameter may be called with."""
-        ft = callee.type.get_canonical()
-        if ft.kind != TK.FUNCTIONPROTO:
-            return
-        for i, (pt, a) in enumerate(zip(ft.argument_types(), args, strict=False)):
-            if self.ex.tracked_type(pt):
-                self.var_store(f"{callee_id}#arg{i}", "param", a, a)
+        for i in self.ex.tracked_params(callee):
+            if i < len(args):
+                self.var_store(f"{callee_id}#arg{i}", "param", args[i], args[i])
 
     def escape(self, ref_expr: ci.Cursor) -> None:
         """``&x`` of a local or parameter: it may be written through the pointer, so its

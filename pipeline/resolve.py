@@ -830,6 +830,12 @@ def compute_metrics(sites: list[dict[str, Any]], resolver: Resolver,
         "sites": n,
         "targets": _stats(res),
         "targets_nonempty_sites": _stats(nonempty),
+        # The same without static_call() sites: in machine code those are patched direct
+        # jumps, so IR-based tools (KallGraph's 4.41 on defconfig) do not count them.
+        "targets_without_static_calls": _stats([
+            len(s["targets"]) for s in sites if (s.get("base") or {}).get("kind") != "static_call"]),
+        "static_call_sites": sum(1 for s in sites
+                                 if (s.get("base") or {}).get("kind") == "static_call"),
         "type_layer": _stats(typ),
         "resolution_counts": dict(sorted(by_res.items())),
         "resolution_share": share,

@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 11
+EXTRACTOR_VERSION = 12
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -207,6 +207,8 @@ def stripped_away(c: ci.Cursor) -> list[ci.Cursor]:
 
 
 _CONSTANT_LEAVES = {K.INTEGER_LITERAL, K.CHARACTER_LITERAL}
+# kernel/sched/build_policy.c and friends: '#include "fair.c"'.
+_INCLUDES_C_RE = re.compile(rb'^\s*#\s*include\s*[<"][^>"\n]*\.c[>"]', re.MULTILINE)
 
 
 def _integer_constant(e: ci.Cursor, depth: int = 0) -> bool:
@@ -548,8 +550,9 @@ class Extractor:
         main_text = self.text_of(self.main_file)
         # Compare CXFile pointers of expansion locations: a function made by a macro
         # (BPF_CALL_x) is *spelled* in filter.h but *expanded* in the main file.
-        wanted = {self._file_ptr(self.main_file)} | {
-            self._file_ptr(f) for f in self._included_c_files()}
+        wanted = {self._file_ptr(self.main_file)}
+        if _INCLUDES_C_RE.search(main_text):  # walking every inclusion costs ~7 ms per TU
+            wanted |= {self._file_ptr(f) for f in self._included_c_files()}
         wanted.discard(None)
         fptr = ctypes.c_void_p()
         for c in children(self.tu.cursor):
@@ -891,7 +894,8 @@ class Extractor:
         if k == K.ARRAY_SUBSCRIPT_EXPR:
             layers, base = self.chain(e)
             return [{"kind": "nonconst", "what": "field" if layers else base.get("kind", "other"),
-                     "layers": layers, "base": base, "text": ""}]
+                     "layers": layers, "text": "",
+                     "base": {k: v for k, v in base.items() if k != "hash"}}]  # run-specific
         return [{"kind": "nonconst", "what": "other", "text": ""}]
 
     @staticmethod
@@ -1268,7 +1272,7 @@ class FunctionWalker:
         kids = children(c)
         if not kids:
             return
-        loc = c.location
+        f, line, col = self.ex.where(c)
         callee_expr = kids[0]
         target = strip(callee_expr)
         # Also see through '*fp' and '&f' in the callee position: (*fp)(x) calls fp.
@@ -1277,8 +1281,7 @@ class FunctionWalker:
             if not inner:
                 break
             target = strip(inner[0])
-        site = {"file": self.ex.rel(loc.file), "line": loc.line, "col": loc.column,
-                "expr": _expr_text(self.ex, callee_expr)}
+        site = {"file": f, "line": line, "col": col, "expr": _expr_text(self.ex, callee_expr)}
         if target.kind == K.DECL_REF_EXPR and target.referenced is not None and \
                 target.referenced.kind == K.FUNCTION_DECL:
             ref = target.referenced

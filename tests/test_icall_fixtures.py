@@ -8,6 +8,7 @@ resolve).  Each test asserts the exact targets of one pattern from ``icalls.json
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -293,3 +294,29 @@ def test_rcu_dereference_of_a_function_pointer(sites):
 
 def test_chained_assignment_and_poison_constant(sites):
     assert targets(sites, "lk_take", "lk.lock") == ["p_dflt@params.c"]
+
+
+def test_facts_are_identical_from_run_to_run(out, tmp_path):
+    """A second parse in a new process and a new store gives byte-identical documents
+    (cursor hashes, addresses and timings must never reach the facts)."""
+    from pipeline.store import FactsStore
+
+    index = read_json(out / "parse.json")
+    src = Path(index["source_root"])
+    cc = Path(index["build_root"] or src.parent / "build") / "compile_commands.json"
+    if not cc.exists():
+        cc = src.parent / "build" / "compile_commands.json"
+    again = tmp_path / "again"
+    cmd = [sys.executable, "-m", "pipeline", "run", "--source", str(src), "--compile-commands",
+           str(cc), "--output", str(again), "--to", "parse", "--facts-store",
+           str(tmp_path / "store"), "--no-progress", "-j", "2"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    first, second = FactsStore(index["store"]), FactsStore(tmp_path / "store")
+    tus = {t["file"]: t["key"] for t in index["tus"]}
+    for t in read_json(again / "parse.json")["tus"]:
+        assert t["key"] == tus[t["file"]]
+        a, b = first.get(t["key"]), second.get(t["key"])
+        for doc in (a, b):
+            doc.pop("diagnostics", None)
+        assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True), t["file"]

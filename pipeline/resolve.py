@@ -318,9 +318,8 @@ class Resolver:
         flows: list[tuple[tuple[str, Any], tuple[str, Any]]] = []
         # A parameter receives what every direct call passes, but a function whose address
         # is taken has callers no fact names; with a failed TU, any function may.
-        called_indirectly = self.called_indirectly = {
-            at["id"] for at in linked["address_taken"] if at.get("id")}
-        failed_tus = self.failed_tus = bool(linked.get("failed_tus"))
+        self.called_indirectly = {at["id"] for at in linked["address_taken"] if at.get("id")}
+        self.failed_tus = bool(linked.get("failed_tus"))
         for st in linked["stores"]:
             target = st.get("target") or {}
             value = st.get("value") or {}
@@ -329,12 +328,8 @@ class Resolver:
                 tkey: tuple[str, Any] = ("var", target["var"])
                 self.var_stored.add(target["var"])
                 vals = self.root[target["var"]]
-                if target.get("param"):
-                    m = PARAM_VAR_RE.match(target["var"])
-                    if failed_tus:
-                        self._taint(tkey, "param-callers-unknown:failed-tu")
-                    elif m and m.group(1) in called_indirectly:
-                        self._taint(tkey, "param-of-address-taken-function")
+                if target.get("param") and (why := self.param_callers_unknown(target["var"])):
+                    self._taint(tkey, why)
             else:
                 layers = target.get("layers") or ()
                 if not layers:
@@ -550,16 +545,20 @@ class Resolver:
         """
         if var in self.objects or var in self.var_stored:
             return None
-        m = PARAM_VAR_RE.match(var)
-        if m:
-            if self.failed_tus:
-                return "param-callers-unknown:failed-tu"
-            if m.group(1) in self.called_indirectly:
-                return "param-of-address-taken-function"
-            return None
+        if PARAM_VAR_RE.match(var):
+            return self.param_callers_unknown(var)
         if "#local:" in var:
             return None
         return "opaque-var"
+
+    def param_callers_unknown(self, var: str) -> str | None:
+        """Why the direct calls of F may not be all that passes values to ``F#argI``."""
+        if self.failed_tus:
+            return "param-callers-unknown:failed-tu"
+        m = PARAM_VAR_RE.match(var)
+        if m and m.group(1) in self.called_indirectly:
+            return "param-of-address-taken-function"
+        return None
 
     def var_untrusted(self, var: str, outer: str | None = None) -> str | None:
         """Why a variable/array's assignments cannot confine a call (None: they can).

@@ -888,3 +888,32 @@ def test_cond_syscall_stubs_are_weak():
     assert not dup["strong_conflict"] and dup["dropped"][0]["linkage"] == "weak"
     assert {(e["src"], e["dst"]) for e in linked["direct_edges"]} == {
         ("__x64_sys_socket", "__sys_socket")}
+
+
+def _callback_docs() -> list[dict[str, Any]]:
+    """``static int run(int (*cb)(int)) { return cb(1); }`` called as ``run(f1)``; f2 has the
+    same type and is address-taken elsewhere."""
+    site = icall(INT_T, base_kind="param", base_id="run@a.c#arg0", expr="cb", line=5)
+    funcs = [fn("f1", type=INT_T), fn("f2", type=INT_T),
+             fn("run", linkage="internal", type="int (int (*)(int))", calls=[site]),
+             fn("main", calls=[dcall("run@a.c", line=9)])]
+    doc = tu("a.c", funcs, stores=[{"target": {"var": "run@a.c#arg0", "param": True},
+                                    "value": F("f1"), "function": "main", "file": "a.c",
+                                    "line": 9}], taken=["f1", "f2"])
+    return [doc]
+
+
+def test_callback_parameter_holds_what_direct_callers_pass():
+    _, _, sites, _ = run(*_callback_docs())
+    s = site_of(sites, "cb")
+    assert s["targets"] == ["f1"] and s["resolution"] == "var"
+
+
+def test_a_failed_tu_makes_every_parameter_unknown():
+    """A TU that did not parse may call run() with anything: the type layer again."""
+    failed = empty_tu("b.c")
+    failed.update(status="failed", error="libclang worker died (signal 11)")
+    _, _, sites, metrics = run(*_callback_docs(), failed)
+    s = site_of(sites, "cb")
+    assert s["targets"] == ["f1", "f2"] and s["rule"] == "type"
+    assert metrics["fallbacks"]["pseudo-var-not-used:param-callers-unknown:failed-tu"] == 1

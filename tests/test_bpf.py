@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import bpf
 from pipeline.build import read_kconfig
-from pipeline.fsutil import cache_dir
+from pipeline.fsutil import read_json
 
 # ---- headers ----------------------------------------------------------------------------------
 
@@ -107,16 +107,14 @@ def test_bpf_types_without_config_keeps_everything_undecided():
     assert [t["enabled"] for t in got if not t["condition"]] == [True]
 
 
-def _kernel_61() -> Path:
-    for p in sorted((cache_dir() / "src").glob("linux-source-6.1_*/linux-source-6.1")):
-        if (p / "include/linux/bpf_types.h").is_file():
-            return p
-    pytest.skip("the Debian linux-source-6.1 tree is not unpacked under the kcg cache")
+def _kernel_61(bpf_core_build: Path) -> Path:
+    """The Debian linux-source-6.1 tree the bpf-core build fixture unpacked."""
+    return Path(read_json(bpf_core_build / "source.json")["path"])
 
 
 @pytest.mark.kernel
-def test_bpf_types_real_6_1():
-    tree = _kernel_61()
+def test_bpf_types_real_6_1(bpf_core_build):
+    tree = _kernel_61(bpf_core_build)
     every = bpf.read_bpf_types(tree)
     assert len(every) == 31  # BPF_PROG_TYPE lines of 6.1's bpf_types.h
     assert {t["prog_type"] for t in every} >= {"BPF_PROG_TYPE_XDP", "BPF_PROG_TYPE_KPROBE",
@@ -134,16 +132,10 @@ def test_bpf_types_real_6_1():
 
 
 @pytest.mark.kernel
-def test_bpf_types_real_6_1_with_build_config():
-    """Against the bpf-core build's .config when one is on disk (else skipped)."""
-    tree = _kernel_61()
-    repo = Path(__file__).resolve().parent.parent
-    cands = [repo / "outputs/bpf-core/build/.config",
-             cache_dir() / "test-outputs/bpf-core/build/.config"]
-    dotconfig = next((c for c in cands if c.is_file()), None)
-    if dotconfig is None:
-        pytest.skip("no bpf-core build .config on disk")
-    types = bpf.read_bpf_types(tree, read_kconfig(dotconfig))
+def test_bpf_types_real_6_1_with_build_config(bpf_core_build):
+    """Against the bpf-core build's .config."""
+    tree = _kernel_61(bpf_core_build)
+    types = bpf.read_bpf_types(tree, read_kconfig(bpf_core_build / "build" / ".config"))
     assert all(t["enabled"] is not None for t in types)
     on = {t["prog_type"] for t in types if t["enabled"]}
     assert {"BPF_PROG_TYPE_XDP", "BPF_PROG_TYPE_TRACING", "BPF_PROG_TYPE_SYSCALL"} <= on

@@ -58,8 +58,15 @@ def stage_times(out: Path) -> dict[str, float | str]:
 
 
 def parse_counts(out: Path) -> dict[str, int]:
+    """TUs parsed in the last run (by parse-ahead during make, or by the parse stage) and TUs
+    found in the store from earlier runs."""
     c = json.loads((out / "manifests" / "parse.json").read_text())["counts"]
-    return {"parsed": c["parsed"], "cached": c["cached"]}
+    build = json.loads((out / "manifests" / "build.json").read_text())
+    ahead = 0
+    if build["finished_at"] >= _last_start:
+        ahead = (build["counts"].get("parse_ahead") or {}).get("kept", 0)
+    return {"parsed": c["parsed"] + ahead, "parsed_during_build": ahead,
+            "cached": c["cached"] - ahead}
 
 
 def rewrite(path: Path, extra: str) -> None:

@@ -502,6 +502,15 @@ def _short_path(names: list[str], head: int = 8, tail: int = 3) -> str:
     return " > ".join(names)
 
 
+def _short_reason(reason: str) -> str:
+    """'recursion: a -> b -> ... (one of the cycles of a N-function recursive component)' ->
+    'recursion, a N-function recursive component'."""
+    kind = reason.split(":", 1)[0]
+    if m := re.search(r"a (\d+)-function recursive component", reason):
+        return f"{kind}, a {m.group(1)}-function recursive component"
+    return reason if len(reason) <= 60 else reason[:57] + "..."
+
+
 def annotate_inputs(ctx: Context) -> dict[str, Any]:
     return {"resolve": stage_input_hash(ctx, "resolve"), "roots": stage_input_hash(ctx, "roots"),
             "build": stage_input_hash(ctx, "build")}
@@ -545,9 +554,10 @@ def run_annotate(ctx: Context) -> StageResult:
         f"{c['su']['malformed']} malformed"
         + (f" (first: {su.errors[0]})" if su.errors else ""),
         "  deepest helpers:"]
-    for r in out["deepest"]:
-        bound = "" if r["bounded"] else f" (lower bound; {r['unbounded_reason']})"
-        names = _short_path([p.split("@", 1)[0] for p in r["path"]])
+    # One line each, so the run's summary fits a screen; roots.json has every path and reason.
+    for r in out["deepest"][:5]:
+        bound = "" if r["bounded"] else f" (lower bound: {_short_reason(r['unbounded_reason'])})"
+        names = _short_path([p.split("@", 1)[0] for p in r["path"]], head=3, tail=2)
         summary.append(f"    {r['name']}: {r['max_stack']} B{bound}: {names}")
     return StageResult(
         outputs=["frames.json", "callgraph.json", "roots.json"],

@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 12
+EXTRACTOR_VERSION = 13
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -182,18 +182,15 @@ def _fn_type_of_pointer(t: ci.Type) -> ci.Type | None:
 
 def stripped_away(c: ci.Cursor) -> list[ci.Cursor]:
     """What :func:`strip` steps over without reading: the statements of a statement expression
-    before its value (``({ typeof(*p) *__p = READ_ONCE(p); ...; __p; })``) and the other
-    operands of a wrapper such as ``__builtin_choose_expr`` (min(), max()).  Calls and
+    before its value (``({ typeof(*p) *__p = READ_ONCE(p); ...; __p; })``).  Calls and
     definitions in them happen all the same."""
     out: list[ci.Cursor] = []
     while True:
         k = c.kind
         if k in _TRANSPARENT:
             kids = children(c)
-            if not kids:
+            if not kids or (k == K.UNEXPOSED_EXPR and len(kids) > 1):
                 return out
-            if k == K.UNEXPOSED_EXPR:
-                out.extend(kids[:-1])
             c = kids[-1]
         elif k == K.StmtExpr:
             body = children(c)
@@ -248,12 +245,17 @@ def strip(c: ci.Cursor) -> ci.Cursor:
 
     ``({ ...; x; })`` has the value of its last statement: the kernel wraps pointers in them
     (static_call(), container_of(), READ_ONCE() on some configs).
+
+    An unexposed expression with several operands is not a wrapper: ``a ?: b`` (children
+    ``[a, a, a, b]``), ``__builtin_choose_expr(c, x, y)``, ``_Generic``.  Its value may be any
+    operand's, which :meth:`Extractor.values` unites; stepping to the last one alone would drop
+    ``a`` from ``h->ops = ops ?: &default_ops``.
     """
     while True:
         k = c.kind
         if k in _TRANSPARENT:
             kids = children(c)
-            if not kids:
+            if not kids or (k == K.UNEXPOSED_EXPR and len(kids) > 1):
                 return c
             c = kids[-1]  # a C cast's children are [TYPE_REF..., expr]
         elif k == K.StmtExpr:
@@ -812,6 +814,13 @@ class Extractor:
 
     def _values(self, e: ci.Cursor) -> list[dict[str, Any]]:
         k = e.kind
+        if k == K.UNEXPOSED_EXPR:  # several operands (see strip()): any of them
+            out: list[dict[str, Any]] = []
+            for ch in children(e):
+                for v in self.values(ch):
+                    if v not in out:
+                        out.append(v)
+            return out or [{"kind": "nonconst", "what": "other", "text": ""}]
         if k in (K.UNARY_OPERATOR, K.BINARY_OPERATOR) and _integer_constant(e):
             # A poison constant such as rcu_head_init's (rcu_callback_t)~0L: never a function.
             return [{"kind": "null"}]

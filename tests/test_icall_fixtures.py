@@ -320,3 +320,8 @@ def test_facts_are_identical_from_run_to_run(out, tmp_path):
         for doc in (a, b):
             doc.pop("diagnostics", None)
         assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True), t["file"]
+
+
+def test_gnu_binary_conditional_keeps_both_values(sites):
+    # ev.ops = o ?: &ops_c, with o = &ops_a: both, and not ops_b's p_two.
+    assert targets(sites, "ev_fire", "ev.ops->op") == ["p_one@params.c", "p_three@params.c"]

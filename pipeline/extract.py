@@ -184,23 +184,9 @@ def stripped_away(c: ci.Cursor) -> list[ci.Cursor]:
     """What :func:`strip` steps over without reading: the statements of a statement expression
     before its value (``({ typeof(*p) *__p = READ_ONCE(p); ...; __p; })``).  Calls and
     definitions in them happen all the same."""
-    out: list[ci.Cursor] = []
-    while True:
-        k = c.kind
-        if k in _TRANSPARENT:
-            kids = children(c)
-            if not kids or (k == K.UNEXPOSED_EXPR and len(kids) > 1):
-                return out
-            c = kids[-1]
-        elif k == K.StmtExpr:
-            body = children(c)
-            stmts = children(body[0]) if body else []
-            if not stmts:
-                return out
-            out.extend(stmts[:-1])
-            c = stmts[-1]
-        else:
-            return out
+    skipped: list[ci.Cursor] = []
+    _strip(c, skipped)
+    return skipped
 
 
 _CONSTANT_LEAVES = {K.INTEGER_LITERAL, K.CHARACTER_LITERAL}
@@ -251,6 +237,10 @@ def strip(c: ci.Cursor) -> ci.Cursor:
     operand's, which :meth:`Extractor.values` unites; stepping to the last one alone would drop
     ``a`` from ``h->ops = ops ?: &default_ops``.
     """
+    return _strip(c, None)
+
+
+def _strip(c: ci.Cursor, skipped: list[ci.Cursor] | None) -> ci.Cursor:
     while True:
         k = c.kind
         if k in _TRANSPARENT:
@@ -263,6 +253,8 @@ def strip(c: ci.Cursor) -> ci.Cursor:
             stmts = children(body[0]) if body else []
             if not stmts:
                 return c
+            if skipped is not None:
+                skipped.extend(stmts[:-1])
             c = stmts[-1]
         else:
             return c

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -32,6 +32,9 @@ from pipeline.config import ARCHES, Config
 from pipeline.fsutil import KcgError, read_json, sha256_file, write_json
 from pipeline.runner import Context, StageResult, file_fingerprint, stage_input_hash
 from pipeline.source import load_source
+
+if TYPE_CHECKING:  # parse imports build: only for the annotation
+    from pipeline.parse import ParseAhead
 
 # Host tools the kernel build runs, and the Debian packages that provide them.
 HOST_TOOLS = {
@@ -344,9 +347,10 @@ def run_build(ctx: Context) -> StageResult:
     expected = len(read_json(prev)) if prev.exists() else None
     targets = list(config.targets) if config.targets else []
     cmd = base + ["-k", f"-j{ctx.jobs}", "KCFLAGS=-fstack-usage", *targets]
-    ahead = start_parse_ahead(ctx, base, src, bdir, targets, log) if ctx.extra.get(
-        "parse_ahead") else None
-    try:
+    ahead: ParseAhead | None = None
+    try:  # an interrupt while parse-ahead runs must stop its workers too
+        if ctx.extra.get("parse_ahead"):
+            ahead = start_parse_ahead(ctx, base, src, bdir, targets, log)
         rc, failed = run_make_build(cmd, log, progress=ctx.progress, expected=expected)
     finally:
         parse_ahead = ahead.stop() if ahead is not None else None
@@ -393,7 +397,7 @@ def run_build(ctx: Context) -> StageResult:
 
 
 def start_parse_ahead(ctx: Context, base: list[str], src: Path, bdir: Path, targets: list[str],
-                      log: Path) -> Any:
+                      log: Path) -> ParseAhead:
     """``make prepare``, the dry-run compile database, then parsing in the background."""
     from pipeline.parse import ParseAhead, store_root
     from pipeline.store import FactsStore

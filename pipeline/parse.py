@@ -197,6 +197,9 @@ def parse_one(task: dict[str, Any], store_root: str | None, source_root: str,
 
 def _worker_main(conn: Any, store_root: str | None, source_root: str, build_root: str | None,
                  idle: bool = False) -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the pool and kills its
+    # workers; a worker's own KeyboardInterrupt would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if idle:
         _idle_priority()
     while True:

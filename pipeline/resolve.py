@@ -748,15 +748,7 @@ class Resolver:
         if self._tp_probes is None:
             self._tp_unknown = tracepoints.unknown_registrars(self._direct_edges)
             self._tp_probes = tracepoints.object_probes(self.objects)
-            self._tp_register_vars = defaultdict(list)
-            for var in self.var_stored:
-                m = PARAM_VAR_RE.match(var)
-                if m and m.group(2) == "0":
-                    fname = m.group(1).split("@", 1)[0]
-                    for prefix in tracepoints.REGISTER_TRACE_PREFIXES:
-                        if fname.startswith(prefix):
-                            self._tp_register_vars[fname[len(prefix):]].append(var)
-                            break
+            self._tp_register_vars = tracepoints.register_trace_params(self.var_stored)
         if self._tp_unknown:
             return frozenset(), f"tracepoint-registrar:{self._tp_unknown[0]}"
         funcs = set(self._tp_probes.get(name, ()))

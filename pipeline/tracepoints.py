@@ -101,6 +101,17 @@ def object_probes(objects: Mapping[str, Mapping[str, Any]]) -> dict[str, set[str
     return probes
 
 
-def register_vars(name: str) -> list[str]:
-    """The pseudo-variables holding the probes ``register_trace*_X`` is called with."""
-    return [f"{prefix}{name}#arg0" for prefix in REGISTER_TRACE_PREFIXES]
+def register_trace_params(variables: Iterable[str]) -> dict[str, list[str]]:
+    """Tracepoint name -> the pseudo-variables ``register_trace[_prio]_X@header#arg0`` among
+    ``variables``: the probes ``register_trace_X`` is called with."""
+    out: dict[str, list[str]] = defaultdict(list)
+    for var in variables:
+        fn, sep, arg = var.rpartition("#")
+        if not sep or arg != "arg0":
+            continue
+        name = fn.split("@", 1)[0]
+        for prefix in REGISTER_TRACE_PREFIXES:
+            if name.startswith(prefix):
+                out[name[len(prefix):]].append(var)
+                break
+    return dict(out)

@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 13
+EXTRACTOR_VERSION = 15
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -116,7 +116,7 @@ _raw.clang_Cursor_getVarDeclInitializer.argtypes = [ci.Cursor]
 _raw.clang_Cursor_getVarDeclInitializer.restype = ci.Cursor
 _raw.clang_Cursor_isNull.argtypes = [ci.Cursor]
 _raw.clang_Cursor_isNull.restype = ctypes.c_int
-BO_ASSIGN = 22  # CXBinaryOperatorKind
+BO_ADD, BO_SUB, BO_ASSIGN = 6, 7, 22  # CXBinaryOperatorKind
 UO_ADDROF, UO_DEREF = 5, 6  # CXUnaryOperatorKind
 
 # Expression wrappers that do not change which object or function an expression names.
@@ -240,6 +240,15 @@ def strip(c: ci.Cursor) -> ci.Cursor:
     return _strip(c, None)
 
 
+# 'const volatile T', 'T *const volatile': qualifiers of the type itself, not of a pointee.
+_TOP_QUALS_RE = re.compile(r"^(?:(?:const|volatile)\s+)+|(?:\s*\b(?:const|volatile))+$")
+
+
+def _unqualified(t: ci.Type) -> str:
+    """A canonical type's spelling without top-level const/volatile."""
+    return _TOP_QUALS_RE.sub("", t.get_canonical().spelling).strip()
+
+
 def _strip(c: ci.Cursor, skipped: list[ci.Cursor] | None) -> ci.Cursor:
     while True:
         k = c.kind
@@ -281,6 +290,7 @@ class Extractor:
         self._param_index: dict[int, int] = {}
         self._tracked: dict[tuple[int, int, int], bool] = {}
         self._tracked_params: dict[int, list[int]] = {}
+        self._layouts: dict[int, dict[str, Any] | None] = {}
         self._texts: dict[str, bytes] = {}
         self._file_names: dict[int | None, str] = {}
         self.fn_types: dict[str, str] = {}
@@ -462,6 +472,92 @@ class Extractor:
             t = t.element_type.get_canonical()
         return _fn_type_of_pointer(t) is not None
 
+    def layout(self, t: ci.Type) -> dict[str, Any] | None:
+        """A record's storage as flat leaves, for judging what a cast to another record can
+        overwrite: ``{"leaves": [[offset_bits, size_bits, record, field, tracked]...]}``.
+
+        Embedded records (and anonymous members) are opened, so a leaf is named by the
+        (record, field) layer a write to it is recorded under.  ``tracked``: the leaf is a
+        slot calls are resolved through (a function pointer, a pointer to a record holding
+        them, or an array of those).  An array of records holding function pointers is one
+        leaf without a name (its elements' slots are not told apart).  None: the record is
+        incomplete here or has no fixed layout.
+        """
+        c = t.get_canonical()
+        if c.kind != TK.RECORD:
+            return None
+        decl = c.get_declaration()
+        hit = self._layouts.get(decl.hash, False)
+        if hit is not False:
+            return hit
+        leaves: list[list[Any]] = []
+        ok = self._flatten(c, 0, leaves, 0)
+        out = {"leaves": sorted(leaves, key=lambda x: (x[0], x[1], x[2], x[3]))} if ok else None
+        self._layouts[decl.hash] = out
+        return out
+
+    def _flatten(self, t: ci.Type, base: int, leaves: list[list[Any]], depth: int) -> bool:
+        if depth > 12 or t.get_declaration().get_definition() is None:
+            return False
+        for f in t.get_fields():
+            off = f.get_field_offsetof()
+            if off < 0:
+                return False
+            ft = f.type.get_canonical()
+            if ft.kind == TK.RECORD:
+                # Every embedded record is opened (not only those has_fnptr_fields finds
+                # within its depth limit): a slot deep inside must not hide in a plain leaf.
+                if not self._flatten(ft, base + off, leaves, depth + 1):
+                    return False
+                continue
+            size = ft.get_size()
+            bits = f.get_bitfield_width() if f.is_bitfield() else (
+                size * 8 if size >= 0 else 1 << 40)  # a flexible array: to the end
+            elem = ft
+            while elem.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
+                elem = elem.element_type.get_canonical()
+            if elem.kind == TK.RECORD:
+                inner = self.layout(elem)
+                if inner is None or any(leaf[4] for leaf in inner["leaves"]):
+                    leaves.append([base + off, bits, None, None, True])
+                else:
+                    leaves.append([base + off, bits, None, None, False])
+                continue
+            parent = f.semantic_parent
+            leaves.append([base + off, bits, self.record_name(parent) if parent else None,
+                           f.spelling, self.tracked_type(elem)])
+        return True
+
+    def lvalue_kind(self, e: ci.Cursor, t: ci.Type) -> str:
+        """What an assignment of type ``t`` writes: ``var`` (a variable) or ``field`` (a struct
+        field) declared with that very type, else ``other``.
+
+        A function's address stored into an ``unsigned long`` or ``void *`` declared as such
+        (``ip = (unsigned long)ftrace_caller``) comes back into a function-pointer slot only
+        as a value the facts cannot follow, which leaves that slot unconfined anyway.  A write
+        through a dereference (``*(unsigned long *)&ops->fn = ...``, ``*fnp = f``) or into a
+        union member may land in a function-pointer slot unrecorded: ``other``.
+        ``WRITE_ONCE(x, v)`` (``*(volatile typeof(x) *)&(x) = v``) writes x itself.
+        """
+        e = strip(e)
+        if e.kind == K.UNARY_OPERATOR and _lib.clang_getCursorUnaryOperatorKind(e) == UO_DEREF:
+            kids = children(e)
+            inner = strip(kids[0]) if kids else e
+            if inner.kind == K.UNARY_OPERATOR and \
+                    _lib.clang_getCursorUnaryOperatorKind(inner) == UO_ADDROF and children(inner):
+                e = strip(children(inner)[0])
+        ref = e.referenced if e.kind in (K.DECL_REF_EXPR, K.MEMBER_REF_EXPR) else None
+        if ref is None:
+            return "other"
+        if ref.kind in (K.VAR_DECL, K.PARM_DECL) and e.kind == K.DECL_REF_EXPR:
+            kind = "var"
+        elif ref.kind == K.FIELD_DECL and ref.semantic_parent is not None and \
+                ref.semantic_parent.kind == K.STRUCT_DECL:
+            kind = "field"
+        else:
+            return "other"
+        return kind if _unqualified(ref.type) == _unqualified(t) else "other"
+
     def return_var(self, call: ci.Cursor) -> str | None:
         """``F#ret``: what a direct call of F returns, when of tracked type (``ops =
         find_ops(type)``); F's return statements store into it."""
@@ -604,7 +700,7 @@ class Extractor:
             hdoc: dict[str, Any] = {
                 "schema": FACTS_SCHEMA, "kind": "header_function", "key": key,
                 "header_functions": [], "objects": [], "stores": [], "copies": [], "casts": [],
-                "address_taken": [], "functions": [],
+                "address_taken": [], "functions": [], "layouts": {},
             }
             saved, self.sink = self.sink, hdoc
             try:
@@ -695,6 +791,7 @@ class Extractor:
     def global_var(self, c: ci.Cursor) -> None:
         init = var_initializer(c)
         if init is None:
+            self._zero_object(c)
             return
         if "__addressable_" in c.spelling and b"EXPORT_" in self.expansion_line(c) and any(
                 name == "section" and (arg or "").startswith(".discard")
@@ -710,14 +807,51 @@ class Extractor:
         vid = self.var_ident(c)
         entries: list[dict[str, Any]] = []
         self.initializer(init, c.type, [], entries, vid)
-        if not entries:
+        if not entries and not self._record_with_fnptrs(c.type):
             return
+        # An initializer that sets no function-pointer slot (``= { .name = "x" }``, ``= {}``)
+        # still defines the object: its slots hold NULL until a store writes them.
         loc = c.location
         self.sink["objects"].append({
             "id": vid, "name": c.spelling,
             "linkage": "internal" if "@" in vid else "external",
             "type": self.record_of_type(c.type) or _canon(c.type), "file": self.rel(loc.file),
             "line": loc.line, "entries": entries,
+        })
+
+    def _record_with_fnptrs(self, t: ci.Type) -> bool:
+        """A record (or an array of records) holding function pointers."""
+        c = t.get_canonical()
+        while c.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
+            c = c.element_type.get_canonical()
+        return c.kind == TK.RECORD and c.get_declaration().get_definition() is not None and \
+            self.has_fnptr_fields(c)
+
+    def _zero_object(self, c: ci.Cursor) -> None:
+        """A definition without initializer (``static const struct ethtool_ops
+        default_ethtool_ops;``, ``void (*pm_power_off)(void);``): an object whose slots are
+        all NULL (a function-pointer variable: NULL itself) but for run-time stores.
+
+        Without it, a slot holding the object's address would hold an object without facts
+        (``opaque-object``) and its layer could not confine calls.  kbuild compiles with
+        ``-fno-common`` (the top Makefile's KBUILD_CFLAGS in 6.1 and 6.12; every entry of a
+        6.1 compile database has it), so a tentative definition defines the object in this TU; an ``extern`` declaration does not (its object may be assembly).
+        """
+        if c.storage_class == ci.StorageClass.EXTERN:
+            return
+        t = c.type.get_canonical()
+        if t.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY) and \
+                _fn_type_of_pointer(t.element_type) is not None:
+            pass  # void (*handlers[N])(void);
+        elif not (self._record_with_fnptrs(t) or self.tracked_type(t)):
+            return
+        loc = c.location
+        vid = self.var_ident(c)
+        self.sink["objects"].append({
+            "id": vid, "name": c.spelling,
+            "linkage": "internal" if "@" in vid else "external",
+            "type": self.record_of_type(c.type) or _canon(c.type), "file": self.rel(loc.file),
+            "line": loc.line, "entries": [],
         })
 
     def initializer(self, e: ci.Cursor, t: ci.Type, path: list[list[Any]],
@@ -732,7 +866,10 @@ class Extractor:
                 self._array_init(e, tc.element_type, path, entries, obj)
             return
         for value in self.values(e):
-            if value["kind"] == "nonconst" and value["what"] == "other":
+            if value["kind"] == "nonconst" and value["what"] == "other" and \
+                    not self.tracked_type(tc):
+                # A value nothing follows (a string, a number) in a slot no call reads
+                # through.  In a function-pointer slot it is kept: the slot is not confined.
                 continue
             if value["kind"] == "null" and _fn_type_of_pointer(tc) is None:
                 continue
@@ -1078,6 +1215,7 @@ class FunctionWalker:
         self.local_defs: dict[int, list[ci.Cursor]] = {}
         self.escaped: set[int] = set()  # locals whose address is taken
         self.local_calls: list[tuple[dict[str, Any], int]] = []
+        self.offset_casts: set[int] = set()  # casts whose result pointer arithmetic moves
         self.is_proto_fn = _canon(decl.result_type) == PROTO_TYPE
         self.returns_tracked = ex.tracked_type(decl.result_type)
         self.cases: list[dict[str, Any]] = []
@@ -1126,13 +1264,22 @@ class FunctionWalker:
                 self.other_use(c, ref, parent)
             return
         if k == K.BINARY_OPERATOR:
-            if _lib.clang_getCursorBinaryOperatorKind(c) == BO_ASSIGN:
+            bo = _lib.clang_getCursorBinaryOperatorKind(c)
+            if bo == BO_ASSIGN:
                 kids = children(c)
                 if len(kids) == 2:
                     target = self.assign(kids[0], kids[1], c)
                     self.visit(kids[0], c)
                     self.flow(kids[1], c, "store", {"target": target})
                     return
+            elif bo in (BO_ADD, BO_SUB) and c.type.get_canonical().kind == TK.POINTER:
+                # '(struct request *)pdu - 1': the cast's result is moved off the object it
+                # was cast from (see cast()).
+                for kid in children(c):
+                    while kid.kind == K.PAREN_EXPR and children(kid):
+                        kid = children(kid)[0]
+                    if kid.kind == K.CSTYLE_CAST_EXPR:
+                        self.offset_casts.add(kid.hash)
         elif k == K.VAR_DECL:
             self.local_var(c)
             return
@@ -1336,8 +1483,8 @@ class FunctionWalker:
     def assign(self, lhs: ci.Cursor, rhs: ci.Cursor, op: ci.Cursor) -> dict[str, Any]:
         """Record a store/copy; returns the target description for address-taken facts."""
         lt = lhs.type.get_canonical()
-        opaque = {"other": lt.spelling}
         s = strip(lhs)
+        opaque = {"other": lt.spelling, "lvalue": self.ex.lvalue_kind(s, lt)}
         if s.kind == K.DECL_REF_EXPR and s.referenced is not None and \
                 s.referenced.kind == K.VAR_DECL and not Extractor._is_global(s.referenced):
             self.local_defs.setdefault(s.referenced.hash, []).append(rhs)
@@ -1379,11 +1526,11 @@ class FunctionWalker:
         return target
 
     def local_var(self, c: ci.Cursor) -> None:
+        if c.storage_class == ci.StorageClass.STATIC:
+            self.ex.global_var(c)  # with or without initializer: an object
+            return
         init = var_initializer(c)
         if init is None:
-            return
-        if c.storage_class == ci.StorageClass.STATIC:
-            self.ex.global_var(c)
             return
         self.local_defs.setdefault(c.hash, []).append(init)
         if lid := self.ex.local_var_id(c):
@@ -1415,6 +1562,26 @@ class FunctionWalker:
             return
         if to_rec == from_rec:
             return
+        operand = kids[-1]
+        while operand.kind == K.PAREN_EXPR and children(operand):
+            operand = children(operand)[0]
+        offset = c.hash in self.offset_casts or (
+            operand.kind == K.BINARY_OPERATOR and
+            _lib.clang_getCursorBinaryOperatorKind(operand) in (BO_ADD, BO_SUB))
+        if offset:
+            # '(struct scsi_cmnd *)(rq + 1)' (scsi_ioctl_reset), '(struct request *)pdu - 1':
+            # a header and its payload allocated together.  The pointer cast from does not
+            # point at an object of its record, or the result does not: no object is read
+            # as two records.  Kept as a fact, flagged.
+            self.sink["casts"].append({
+                "from": from_t.spelling, "to": to_t.spelling, "from_record": from_rec,
+                "to_record": to_rec, "function": self.fid, "offset": True, **self.ex._loc(c)})
+            return
+        if to_rec is not None and from_rec is not None:
+            layouts = self.sink["layouts"]
+            for name, t in ((from_rec, from_t), (to_rec, to_t)):
+                if name not in layouts:
+                    layouts[name] = self.ex.layout(t.get_pointee())
         self.sink["casts"].append({
             "from": from_t.spelling, "to": to_t.spelling, "from_record": from_rec,
             "to_record": to_rec, "function": self.fid, **self.ex._loc(c)})

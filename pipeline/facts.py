@@ -46,7 +46,7 @@ TU document::
   {schema, kind: "tu", file, status: "ok"|"failed", error, diagnostics: {error, warning,
    fatal, first: [str]}, stripped_args: [str], includes: [path], functions: [Function],
    header_functions: [key], objects: [Object], stores: [Store], copies: [Copy], casts: [Cast],
-   address_taken: [AddressTaken], bpf: Bpf}
+   address_taken: [AddressTaken], layouts: {record: Layout|None}, bpf: Bpf}
 
 Header-function document: ``{schema, kind: "header_function", key, function: Function,
 header_functions: [key], stores, copies, casts, address_taken}`` (the same lists, for its body).
@@ -75,7 +75,9 @@ Call (``line``/``col`` of the call's expansion site; ``expr`` is the callee expr
   (``ops = dev->netdev_ops; ops->ndo_start_xmit(...)``), the definition's layers are appended
   to ``layers`` and ``base`` is that definition's base.
 
-Object (a global/static variable with an initializer that holds functions/objects/NULL)::
+Object (a global/static variable of a record type that holds function pointers — with or
+without an initializer: a definition without one holds NULL in every slot — or any variable
+whose initializer holds functions/objects/NULL)::
 
   {id, name, linkage, type, file, line, entries: [{path: [[record, field] | ["[]", index]...]
    (outermost first), value: Value}]}
@@ -94,6 +96,17 @@ Cast (between a record pointer and another record pointer / void* / an integer):
 
   {from: type, to: type, from_record: record|None, to_record: record|None, function: ID|None,
    file, line}
+
+Layout (of both records of every record-to-record cast; ``None`` when incomplete)::
+
+  {leaves: [[offset_bits, size_bits, record|None, field|None, tracked: bool]...]}
+  Embedded records are opened: a leaf is named by the layer a write to it is recorded under.
+  ``tracked``: a slot calls resolve through.  An array of records is one unnamed leaf.
+
+Store targets that are neither a layer nor a variable are ``{other: type, lvalue:
+"var"|"field"|"other"}``: ``var``/``field`` when a variable or struct field declared with the
+stored type is written (a function's address kept as an integer), ``other`` for a write through
+a dereference or into a union member, which may land in any slot.
 
 AddressTaken (every use of a function other than calling it)::
 
@@ -119,7 +132,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-FACTS_SCHEMA = 2  # 2: pseudo-variables for locals, parameters and returns
+FACTS_SCHEMA = 3  # 2: pseudo-variables for locals, parameters and returns; 3: layouts
 
 
 class PathMap:
@@ -167,6 +180,7 @@ def empty_tu(file: str) -> dict[str, Any]:
         "diagnostics": {"error": 0, "warning": 0, "fatal": 0, "first": []},
         "stripped_args": [], "includes": [], "functions": [], "header_functions": [],
         "objects": [], "stores": [], "copies": [], "casts": [], "address_taken": [],
+        "layouts": {},
         "bpf": {"protos": [], "proto_switches": [], "verifier_ops": [], "kfunc_sets": [],
                 "id_lists": []},
     }

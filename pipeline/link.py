@@ -5,8 +5,8 @@ documents, shapes in :mod:`pipeline.facts`).  Output: ``linked.json.gz``::
 
   {schema, nodes: [Node], direct_edges: [{src, dst, callsites: ["file:line:col"]}],
    icall_sites: [indirect Call + {caller}], objects, stores, copies, casts, address_taken,
-   bpf: {protos, proto_switches, verifier_ops, kfunc_sets, id_lists}, duplicates: [...],
-   failed_tus: [file], counts}
+   layouts: {record: Layout|None}, bpf: {protos, proto_switches, verifier_ops, kfunc_sets,
+   id_lists}, duplicates: [...], failed_tus: [file], counts}
 
 Node: ``{id, name, file, line, col, linkage, defined, type, attrs, section, bpf_kfunc}``.
 
@@ -48,7 +48,7 @@ from pipeline.fsutil import KcgError, atomic_write_bytes, read_json, sha256_byte
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 from pipeline.store import FactsStore
 
-LINK_VERSION = 4  # bump whenever the linked document or a link rule changes
+LINK_VERSION = 5  # bump whenever the linked document or a link rule changes
 LINKED_FILE = "linked.json.gz"
 
 # Calls the compiler expands itself; they never reach a symbol, so they are not graph edges.
@@ -247,6 +247,20 @@ def _undefined_node(fid: str, name: str | None) -> dict[str, Any]:
     }
 
 
+def _merge_layouts(seen: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """One record's layout as every TU that cast it saw it; None unless they agree on every
+    leaf's place and name (an ``#ifdef`` inside a record, or two records given one name, leave
+    it unknown).  A leaf is tracked if any TU says so: a pointer to a record that is
+    incomplete in one TU is tracked there, as it may hold function pointers."""
+    if any(lay is None for lay in seen):
+        return None
+    places = [tuple(tuple(leaf[:4]) for leaf in lay["leaves"]) for lay in seen]
+    if any(p != places[0] for p in places[1:]):
+        return None
+    tracked = [any(lay["leaves"][i][4] for lay in seen) for i in range(len(places[0]))]
+    return {"leaves": [[*place, t] for place, t in zip(places[0], tracked, strict=True)]}
+
+
 def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Merge facts documents (TU and header-function) into the linked document (pure)."""
     defs: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -255,6 +269,7 @@ def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
     bpf: dict[str, list[dict[str, Any]]] = {k: [] for k in BPF_LISTS}
     failed: list[dict[str, Any]] = []
     missing_headers: list[str] = []
+    layouts: dict[str, list[dict[str, Any] | None]] = defaultdict(list)
     n_tus = n_headers = 0
     schemas: set[Any] = set()
 
@@ -284,6 +299,8 @@ def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
             lists[k].extend(doc.get(k) or ())
         for k in BPF_LISTS:
             bpf[k].extend((doc.get("bpf") or {}).get(k) or ())
+        for rec, lay in (doc.get("layouts") or {}).items():
+            layouts[rec].append(lay)
 
     if schemas - {FACTS_SCHEMA}:
         raise KcgError(f"facts schema {sorted(schemas, key=str)} differs from this kcg's "
@@ -354,6 +371,7 @@ def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "copies": _dedupe_sorted(lists["copies"], "file"),
         "casts": _dedupe_sorted(lists["casts"], "file"),
         "address_taken": address_taken,
+        "layouts": {rec: _merge_layouts(layouts[rec]) for rec in sorted(layouts)},
         "bpf": {
             "protos": _dedupe_sorted(bpf["protos"], "id"),
             "proto_switches": _dedupe_sorted(bpf["proto_switches"], "function"),
@@ -373,6 +391,7 @@ def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "builtin_calls_skipped": n_builtin, "objects": len(merged_objects),
         "stores": len(linked["stores"]), "copies": len(linked["copies"]),
         "casts": len(linked["casts"]), "address_taken": len(address_taken),
+        "layouts": len(linked["layouts"]),
         "duplicates": len(duplicates),
         "strong_duplicates": sum(1 for d in duplicates if d["strong_conflict"]),
     }

@@ -45,9 +45,15 @@ into ``(A, ops)`` does not appear.  The result is intersected with the type laye
 
 - a non-constant value (a parameter in a setter, a field read, a call's result) is stored into
   the layer's slot (``nonconst-store``) or appears in an initializer (``nonconst-init``);
-- the layer's record is cast to or from another record type (``record-cast``), or copied from
-  a different or unknown type (``copy-other-type``); records embedded in such a record (known
-  from nested initializers) are affected the same way, since the foreign writes reach them;
+- a cast between the layer's record and another lets the other write the slot under another
+  name (``record-cast``): the two layouts (facts ``layouts``) are compared leaf by leaf, and a
+  slot is safe where the other record has the very same layer at the same place (first-member
+  embedding, the kernel's inheritance: ``tcp_sock`` starts with a ``sock``) or nothing at all
+  (``inet_timewait_sock`` ends before ``sock``'s callbacks) — see :func:`cast_overlaps`;
+  without layouts both records are tainted whole;
+- the record is copied from a different or unknown type (``copy-other-type``); records
+  embedded in such a record (known from nested initializers) are affected the same way, since
+  the foreign writes reach them;
 - a value flows in from an untrusted slot or an unknown variable (``flow-from-untrusted``);
 - the layer cannot be seen whole: its slot holds an object without facts (``opaque-object``:
   defined in assembly or a failed TU); no fact shows the slot is one whose writes the parser
@@ -60,9 +66,13 @@ into ``(A, ops)`` does not appear.  The result is intersected with the type laye
 An untrusted layer and every layer outside it are dropped; the layers inside it still apply,
 finally the type layer alone.
 
-*Functions stored where the facts cannot say* (``*(volatile T *)&p->fn = f``, a store through a
-pointer to a function pointer): such a function may sit in any slot of its type, so it is added
-to every field/variable result (then intersected with the type layer).  Address-taken functions
+*Functions stored where the facts cannot say* (``*(unsigned long *)&p->fn = (unsigned long)f``,
+a store through a pointer to a function pointer, into a union member): such a function may sit
+in any slot of its type, so it is added to every field/variable result (then intersected with
+the type layer).  One stored into a variable or struct field declared as an integer or
+``void *`` (``ip = (unsigned long)ftrace_caller``) is not: it can reach a function-pointer slot
+again only as a value the facts cannot follow, which leaves that slot unconfined anyway.
+*Objects defined without initializer* hold NULL in every slot, but for run-time stores.  Address-taken functions
 whose type is unknown (defined nowhere the parser saw) are put into every type class.  Both are
 counted in ``metrics.json`` (``wild_functions``, ``untyped_address_taken``).
 
@@ -112,7 +122,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 4  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 5  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -191,6 +201,52 @@ def param_list(t: str) -> str:
 def canon_type(t: str | None) -> str | None:
     """The canonical function type, spacing-insensitive."""
     return " ".join(t.split()) if t else t
+
+
+def cast_overlaps(a: dict[str, Any] | None, b: dict[str, Any] | None) -> set[Layer] | None:
+    """The slots a cast between two records lets one write as something else.
+
+    Overlaps inside one record (a union's members; an anonymous union's members are named by
+    their own records, ``struct callback_head`` beside ``struct list_head``) are not the cast's
+    doing and are not judged here.
+
+    A cast makes one object's bytes readable and writable as the other record.  A slot
+    (``tracked`` leaf) of either is safe when every leaf of the other record over its bytes
+    is the very same layer at the same place (the first-member embedding the kernel uses
+    for inheritance: ``struct tcp_sock`` starts with a ``struct sock``, so a ``tcp_sock *``
+    writes ``sk_data_ready`` as the sock's own layer), or when nothing of the other record
+    lies there (``inet_timewait_sock`` shares only ``sock_common`` with ``sock``; the slots
+    past it are out of its reach).  Any other overlap (a function pointer over a ``long``,
+    or over another record's function pointer) is a write the facts record under another
+    name: that slot is not confined.  None: a layout is unknown, or an overlapping slot has
+    no name (an array of records), so both records are tainted whole.
+    """
+    if a is None or b is None:
+        return None
+    out: set[Layer] = set()
+    la = [(o, o + n, _leaf_layer(r, f), t) for o, n, r, f, t in a["leaves"]]
+    lb = [(o, o + n, _leaf_layer(r, f), t) for o, n, r, f, t in b["leaves"]]
+    places = ({(s, e, layer) for s, e, layer, _ in la if layer is not None},
+              {(s, e, layer) for s, e, layer, _ in lb if layer is not None})
+    for (mine, other), (own, others) in (((la, lb), places), ((lb, la), places[::-1])):
+        for start, end, layer, tracked in mine:
+            if not tracked or (start, end, layer) in others:
+                # The other record has this very slot here: whatever overlaps it there
+                # overlaps it inside that record already (a union: struct folio's overlay
+                # fields over its struct page), not because of the cast.
+                continue
+            for ostart, oend, olayer, _ in other:
+                # A leaf this record has too, at the same place, is nothing new either.
+                if ostart >= end or oend <= start or (ostart, oend, olayer) in own:
+                    continue
+                if layer is None:
+                    return None
+                out.add(layer)
+    return out
+
+
+def _leaf_layer(record: str | None, fld: str | None) -> Layer | None:
+    return norm_layer(strip_quals(record) or "", fld or "") if record and fld else None
 
 
 @dataclass
@@ -350,11 +406,16 @@ class Resolver:
         self._propagate(flows)
         # Functions stored into a slot the parser could not name (``*(T *)&x = f``): they
         # may sit in any slot of their type, so every field walk keeps them.
+        # A function kept in a variable or struct field declared as an integer or void *
+        # (``ip = (unsigned long)ftrace_caller``) is not: it gets back into a slot only as
+        # a value the facts cannot follow, which leaves that slot unconfined (and the
+        # function is in its type class, address-taken).
         wild = set()
         for at in linked["address_taken"]:
             if at.get("context") == "store":
                 t = (at.get("where") or {}).get("target") or {}
-                if not (t.get("layers") or t.get("var") or "local" in t):
+                if not (t.get("layers") or t.get("var") or "local" in t) and \
+                        t.get("lvalue") not in ("var", "field"):
                     wild.add(at["id"])
         self.wild = frozenset(wild)
 
@@ -446,11 +507,22 @@ class Resolver:
 
     def _index_records(self, linked: dict[str, Any]) -> None:
         tainted: dict[str, str] = {}
+        layouts = linked.get("layouts") or {}
+        pairs = set()
         for c in linked["casts"]:
             a, b = strip_quals(c.get("from_record")), strip_quals(c.get("to_record"))
-            if a and b and a != b:
+            if a and b and a != b and not c.get("offset"):
+                # An 'offset' cast ('(struct scsi_cmnd *)(rq + 1)') reads no object as two
+                # records: the pointer is moved to the next object first.
+                pairs.add((a, b) if a < b else (b, a))
+        for a, b in sorted(pairs):
+            hit = cast_overlaps(layouts.get(a), layouts.get(b))
+            if hit is None:
                 tainted.setdefault(a, "record-cast")
                 tainted.setdefault(b, "record-cast")
+            else:
+                for layer in hit:
+                    self.layer_taint.setdefault(layer, "record-cast")
         copied: dict[str, str] = {}
         for c in linked["copies"]:
             dst, src = strip_quals(c.get("dst_type")), strip_quals(c.get("src_type"))

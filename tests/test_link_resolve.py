@@ -917,3 +917,98 @@ def test_a_failed_tu_makes_every_parameter_unknown():
     s = site_of(sites, "cb")
     assert s["targets"] == ["f1", "f2"] and s["rule"] == "type"
     assert metrics["fallbacks"]["pseudo-var-not-used:param-callers-unknown:failed-tu"] == 1
+
+
+def _leaves(*leaves: tuple[int, int, str | None, str | None, bool]) -> dict[str, Any]:
+    return {"leaves": [list(x) for x in leaves]}
+
+
+def test_cast_overlaps_compares_layouts_leaf_by_leaf():
+    from pipeline.resolve import cast_overlaps
+    sock = _leaves((0, 64, "struct sock_common", "skc_family", False),
+                   (64, 64, "struct sock_common", "skc_prot", True),
+                   (512, 64, "struct sock", "sk_data_ready", True))
+    # struct tcp_sock { struct sock sk; ... void (*cb)(void); }: the sock's own layers.
+    tcp = _leaves(*[tuple(x) for x in sock["leaves"]], (640, 64, "struct tcp_sock", "cb", True))
+    assert cast_overlaps(sock, tcp) == set()
+    # inet_timewait_sock: the common part, then a long where sock has nothing tracked.
+    tw = _leaves((0, 64, "struct sock_common", "skc_family", False),
+                 (64, 64, "struct sock_common", "skc_prot", True),
+                 (128, 64, "struct inet_timewait_sock", "tw_ttd", False))
+    assert cast_overlaps(sock, tw) == set()
+    # A long over a function pointer: both sides' slots there are not confined.
+    other = _leaves((0, 64, "struct other", "a", False), (64, 64, "struct other", "b", False),
+                    (512, 64, "struct other", "fn", True))
+    assert cast_overlaps(sock, other) == {("struct sock_common", "skc_prot"),
+                                          ("struct sock", "sk_data_ready"),
+                                          ("struct other", "fn")}
+    # An unnamed tracked leaf (an array of records holding function pointers) or an
+    # unknown layout: whole records.
+    arr = _leaves((0, 1024, None, None, True))
+    assert cast_overlaps(sock, arr) is None
+    assert cast_overlaps(sock, None) is None
+    # Union members are one slot: the same union at the same place is the same layer.
+    u1 = _leaves((0, 64, "union u", "f", True))
+    u2 = _leaves((0, 64, "union u", "g", True), (64, 64, "struct x", "y", False))
+    assert cast_overlaps(u1, u2) == set()
+
+
+def test_layouts_from_several_tus_merge_with_tracked_united():
+    from pipeline.link import _merge_layouts
+    a = _leaves((0, 64, "struct t", "p", False), (64, 64, "struct t", "q", True))
+    b = _leaves((0, 64, "struct t", "p", True), (64, 64, "struct t", "q", False))
+    assert _merge_layouts([a, b]) == _leaves((0, 64, "struct t", "p", True),
+                                             (64, 64, "struct t", "q", True))
+    moved = _leaves((0, 64, "struct t", "p", False), (128, 64, "struct t", "q", True))
+    assert _merge_layouts([a, moved]) is None
+    assert _merge_layouts([a, None]) is None
+
+
+def test_record_cast_with_layouts_untrusts_only_overlapped_slots():
+    """::
+
+      struct A { void (*fn)(void); void (*keep)(void); };  struct B { long x; };
+      void poke(struct A *a) { ((struct B *)a)->x = 0; }   // B covers fn only
+    """
+    funcs = [fn(n) for n in ("fa", "fk", "fdecoy")]
+    funcs += [fn("run", type="void (struct A *)",
+                 calls=[icall(VOID_T, [["struct A", "fn"]], expr="a->fn"),
+                        icall(VOID_T, [["struct A", "keep"]], expr="a->keep", col=9)])]
+    cast = {"from": "struct A *", "to": "struct B *", "from_record": "struct A",
+            "to_record": "struct B", "function": "run", "file": "a.c", "line": 60}
+    doc = tu("a.c", funcs,
+             objects=[obj("a_obj@a.c", "struct A", [([["struct A", "fn"]], F("fa")),
+                                                   ([["struct A", "keep"]], F("fk"))]),
+                      obj("d_obj", "struct D", [([["struct D", "fn"]], F("fdecoy"))])],
+             casts=[cast])
+    doc["layouts"] = {"struct A": _leaves((0, 64, "struct A", "fn", True),
+                                          (64, 64, "struct A", "keep", True)),
+                      "struct B": _leaves((0, 64, "struct B", "x", False))}
+    _, _, sites, _ = run(doc)
+    s = site_of(sites, "a->fn")
+    assert s["resolution"] == "type" and s["targets"] == ["fa", "fdecoy", "fk"]
+    assert s["fallbacks"] == [{"layer": ["struct A", "fn"], "reason": "record-cast"}]
+    k = site_of(sites, "a->keep")
+    assert k["resolution"] == "field" and k["targets"] == ["fk"] and k["fallbacks"] == []
+    # The same cast moved off the object ('(struct B *)(a + 1)') reads nothing as two records.
+    doc["casts"] = [dict(cast, offset=True)]
+    _, _, sites, _ = run(doc)
+    assert site_of(sites, "a->fn")["targets"] == ["fa"]
+
+
+def test_function_kept_as_an_integer_is_not_wild():
+    """``ip = (unsigned long)f`` into a variable declared ``unsigned long``: not in every slot;
+    ``*(unsigned long *)slot = (unsigned long)g``: may be."""
+    doc = map_tu()
+    doc["functions"] += [fn("kept_lookup", type=LOOKUP_T), fn("punned_lookup", type=LOOKUP_T)]
+    doc["address_taken"] += [
+        {"id": "kept_lookup", "context": "store",
+         "where": {"target": {"other": "unsigned long", "lvalue": "var"}}, "file": "a.c",
+         "line": 91},
+        {"id": "punned_lookup", "context": "store",
+         "where": {"target": {"other": "unsigned long", "lvalue": "other"}}, "file": "a.c",
+         "line": 92}]
+    _, _, sites, metrics = run(doc)
+    assert site_of(sites, "map->ops->lookup")["targets"] == [
+        "array_lookup@a.c", "hash_lookup", "punned_lookup"]
+    assert metrics["wild_functions"] == 1

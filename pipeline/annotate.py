@@ -48,9 +48,15 @@ from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 from pipeline.stackusage import DYNAMIC, StackUsage, load, summary_counts
 
 # How a node got its frame (frames.json "match").
-M_SU, M_SU_NAME, M_INLINED, M_BODY, M_UNDEFINED, M_NO_SU, M_STUB = (
+M_SU, M_SU_NAME, M_INLINED, M_BODY, M_UNDEFINED, M_NO_SU, M_STUB, M_BPF = (
     "su", "su_by_name", "inlined", "helper_body", "undefined", "no_su_for_file",
-    "build_error_stub")
+    "build_error_stub", "bpf_program")
+
+# The resolve stage's node for a BPF program a helper calls back (bpf_loop's callback): JITed
+# code whose stack is at most MAX_BPF_STACK (include/linux/filter.h, 512 in 6.1 and 6.12).  The
+# helpers it may call in turn are not edges here: what is below it is a lower bound.
+BPF_PROGRAM_NODE = "bpf-program"
+MAX_BPF_STACK = 512
 
 # Functions the kernel declares and never defines on purpose: a call to one that survives
 # optimisation fails the build (an error attribute, or an undefined symbol at link time), so in a
@@ -82,7 +88,8 @@ def node_frames(nodes: Mapping[str, Mapping[str, Any]], su: StackUsage, *,
     used: set[tuple[str | None, str]] = set()
     internal = {(a.get("file"), str(a.get("name"))) for nid, a in nodes.items() if "@" in nid}
     out: dict[str, dict[str, Any]] = {}
-    counts = dict.fromkeys((M_SU, M_SU_NAME, M_INLINED, M_BODY, M_UNDEFINED, M_NO_SU, M_STUB), 0)
+    counts = dict.fromkeys(
+        (M_SU, M_SU_NAME, M_INLINED, M_BODY, M_UNDEFINED, M_NO_SU, M_STUB, M_BPF), 0)
     for nid, a in nodes.items():
         name = str(a.get("name") or nid.split("@", 1)[0])
         file = a.get("file")
@@ -92,6 +99,8 @@ def node_frames(nodes: Mapping[str, Mapping[str, Any]], su: StackUsage, *,
         if nid in bodies:
             # BPF_CALL_n's ____name is __always_inline: its locals live in the wrapper's frame.
             rec.update(frame=0, inlined=True, match=M_BODY)
+        elif nid == BPF_PROGRAM_NODE:
+            rec.update(frame=MAX_BPF_STACK, match=M_BPF)
         elif not defined and "@" not in nid and BUILD_ERROR_STUBS.fullmatch(name):
             rec.update(frame=0, match=M_STUB)
         else:
@@ -124,6 +133,9 @@ def node_frames(nodes: Mapping[str, Mapping[str, Any]], su: StackUsage, *,
 
 def own_unbounded(nid: str, rec: Mapping[str, Any], file: str | None = None) -> str | None:
     """Why a node's own frame makes anything above it unbounded, or None."""
+    if rec.get("match") == M_BPF:
+        return (f"calls BPF code: {nid} (its {MAX_BPF_STACK}-byte stack is counted; the helpers "
+                "it may call are not edges here)")
     if rec.get("qualifier") == DYNAMIC:
         return f"dynamic frame: {nid} ({rec['frame']} bytes is only a lower bound)"
     if rec.get("frame") is None:
@@ -549,7 +561,8 @@ def run_annotate(ctx: Context) -> StageResult:
         f".su frame ({share:.1f}%), {c['reachable_defined_inlined']} inlined, "
         f"{c['reachable_defined_unknown']} unknown; {c['reachable_undefined']} reachable "
         f"undefined ({c['reachable_unknown_frame']} with no known frame, the rest build-error "
-        f"stubs); {c['roots_bounded']} of {c['roots']} roots bounded",
+        f"stubs{' or BPF code' if c['match'].get(M_BPF) else ''}); "
+        f"{c['roots_bounded']} of {c['roots']} roots bounded",
         f"  .su: {c['su']['rows']} rows in {c['su']['su_files']} files, "
         f"{c['su']['malformed']} malformed"
         + (f" (first: {su.errors[0]})" if su.errors else ""),

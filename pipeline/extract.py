@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 15
+EXTRACTOR_VERSION = 17
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -132,6 +132,9 @@ _ATTR_TOKENS = {
     "notrace": "notrace", "__used": "used", "__weak": "weak", "__bpf_kfunc": "bpf_kfunc",
     "__kprobes": "kprobes", "noinstr": "noinstr", "__init": "init", "__exit": "exit",
     "__cold": "cold", "__noreturn": "noreturn", "__naked": "naked",
+    # Called from assembly (include/linux/linkage.h, compiler_types.h): entry code, context
+    # switch, ret_from_fork.  Its parameters hold what no C call passes.
+    "asmlinkage": "asm_entry", "__visible": "asm_entry",
 }
 _SECTION_OF = {
     "noinstr": ".noinstr.text", "__init": ".init.text", "__exit": ".exit.text",
@@ -242,6 +245,27 @@ def strip(c: ci.Cursor) -> ci.Cursor:
 
 # 'const volatile T', 'T *const volatile': qualifiers of the type itself, not of a pointee.
 _TOP_QUALS_RE = re.compile(r"^(?:(?:const|volatile)\s+)+|(?:\s*\b(?:const|volatile))+$")
+
+
+def _typedef_name(t: ci.Type) -> str | None:
+    """The typedef a callee's pointer type is spelled with (``bpf_callback_t``), if any."""
+    name = t.spelling
+    if t.kind not in (TK.TYPEDEF, TK.ELABORATED) or not re.fullmatch(r"[A-Za-z_]\w*", name):
+        return None
+    return name
+
+
+def symbol_get_name(call: ci.Cursor) -> str | None:
+    """``symbol_get(x)`` (include/linux/module.h, CONFIG_MODULES) is
+    ``(typeof(&x))__symbol_get("x")``: the exported symbol of that name, or NULL."""
+    kids = children(call)
+    if len(kids) != 2:
+        return None
+    arg = strip(kids[1])
+    if arg.kind != K.STRING_LITERAL:
+        return None
+    name = arg.spelling.strip('"')
+    return name if re.fullmatch(r"[A-Za-z_]\w*", name) else None
 
 
 def _unqualified(t: ci.Type) -> str:
@@ -740,11 +764,11 @@ class Extractor:
         """Attributes from the AST, plus kernel macro names read from the text before the
         declaration's name (``noinstr``, ``__bpf_kfunc``, ``__init``: the AST shows only what
         they expand to)."""
-        start, name_loc = c.extent.start, c.location
-        text = b""
-        if start.file is not None and name_loc.file is not None and \
-                start.file.name == name_loc.file.name:
-            text = self.text_of(start.file.name)[start.offset:name_loc.offset]
+        text = self._text_before_name(c)
+        first = c.canonical
+        if first != c:
+            # 'asmlinkage __visible' may be on the prototype only (a header).
+            text = self._text_before_name(first) + b" " + text
         attrs, section = set(), None
         for w in _WORD_RE.findall(text):
             word = w.decode()
@@ -770,6 +794,19 @@ class Extractor:
         if section:
             attrs.add("section")
         return sorted(attrs), section
+
+    def _text_before_name(self, c: ci.Cursor) -> bytes:
+        """The declaration's text up to its name, from the start of its first line: clang
+        leaves an attribute it does not know out of the extent (``__visible`` is GCC's
+        ``externally_visible``), so ``__visible noinstr void do_syscall_64(`` starts at
+        ``noinstr``."""
+        start, name_loc = c.extent.start, c.location
+        if start.file is not None and name_loc.file is not None and \
+                start.file.name == name_loc.file.name:
+            text = self.text_of(start.file.name)
+            line_start = text.rfind(b"\n", 0, start.offset) + 1
+            return text[line_start:name_loc.offset]
+        return b""
 
     @staticmethod
     def _printed_attributes(c: ci.Cursor) -> list[tuple[str, str | None]]:
@@ -1019,6 +1056,8 @@ class Extractor:
                 out += self.values(branch)
             return out
         if k == K.CALL_EXPR:
+            if e.spelling == "__symbol_get" and (sym := symbol_get_name(e)):
+                return [{"kind": "function", "id": sym}]
             v = {"kind": "nonconst", "what": "call", "text": e.spelling}
             if rid := self.return_var(e):
                 v["id"] = rid
@@ -1251,6 +1290,12 @@ class FunctionWalker:
                         callee.referenced.kind == K.FUNCTION_DECL):
                     self.visit(kids[0], c)
             ref = c.referenced
+            if c.spelling == "__symbol_get" and (sym := symbol_get_name(c)):
+                # The named function's address is taken here, by name (EXPORT_SYMBOL's
+                # __ADDRESSABLE does not count as taking it).
+                self.sink["address_taken"].append({
+                    "id": sym, "context": "other", "where": {"symbol_get": True},
+                    **self.ex._loc(c)})
             callee_id = self.ex.fn_ident(ref)[0] if ref is not None and \
                 ref.kind == K.FUNCTION_DECL else None
             if callee_id is not None and not ref.spelling.startswith("__builtin_"):
@@ -1461,6 +1506,8 @@ class FunctionWalker:
                 "layers": layers, "base": {k: v for k, v in base.items()
                                            if k not in ("hash", "subscript")},
                 "subscript": bool(base.get("subscript")), **site}
+        if (named := _typedef_name(callee_expr.type)) is not None:
+            call["fn_typedef"] = named  # 'bpf_callback_t': see pipeline.resolve
         if layers and self.ex.fnptr_struct_field(target):
             call["slot_fnptr"] = True
         self.fn["calls"].append(call)

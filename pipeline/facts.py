@@ -56,13 +56,20 @@ Function::
   {id, name, linkage: "external"|"internal"|"weak", file, line, col, type, attrs: [str],
    section: str|None, bpf_kfunc: bool, calls: [Call]}
 
+  ``attrs`` holds what the AST and the kernel's macros say: ``inline``, ``noinline``,
+  ``notrace``, ``used``, ``weak``, ``init``, ``cold``, ... and ``asm_entry`` (declared
+  ``asmlinkage`` or ``__visible``: called from assembly).
+
 Call (``line``/``col`` of the call's expansion site; ``expr`` is the callee expression's text)::
 
   direct:   {kind: "direct", callee: ID, name, file, line, col, expr}
   indirect: {kind: "indirect", fn_type, layers: [[record, field]...] (innermost first),
              base: {kind: "global"|"static"|"local"|"param"|"field"|"array"|"call"|"other",
                     id?: ID, name?: str},
-             subscript: bool, slot_fnptr?: true, file, line, col, expr}
+             subscript: bool, slot_fnptr?: true, fn_typedef?: name, file, line, col, expr}
+
+  ``fn_typedef``: the typedef the callee's pointer type is spelled with (``bpf_callback_t``:
+  the call is a BPF program's callback, see :mod:`pipeline.resolve`).
 
   ``slot_fnptr``: the innermost layer is a struct field declared as a function pointer (or an
   array of them), so every write to it is in the facts.

@@ -209,6 +209,8 @@ def _label(lines: list[str]) -> str:
 
 
 def _frame_text(a: dict[str, Any]) -> str:
+    if a.get("id") == "bpf-program" or a.get("match") == "bpf_program":
+        return f"BPF program: stack <= {a.get('frame')} B (verifier)"
     if a.get("inlined"):
         return "inlined: no frame"
     if a.get("frame") is None:

@@ -7,7 +7,8 @@ Input: ``linked.json.gz``.  Outputs:
   defined, type, attrs, section, bpf_kfunc}``, edges ``{source, target, key, kind:
   "direct"|"indirect", callsites: ["file:line:col"] (sorted)}``;
 - ``icalls.json``: a list, one entry per indirect call site: ``{caller, file, line, column, expr,
-  fn_type, layers, base, resolution: "field"|"var"|"array"|"type"|"unresolved", rule, targets,
+  fn_type, layers, base, resolution: "field"|"var"|"array"|"type"|"bpf-callback"|"unresolved",
+  rule, targets,
   type_layer_count, trusted_layers, fallbacks}`` (``rule`` is the rule that produced the
   targets, kept when ``resolution`` is ``unresolved`` because the set is empty);
 - ``metrics.json``: site counts, mean/median/max targets per site for the result and for the type
@@ -98,9 +99,10 @@ parameter what every direct call passes (and what F assigns to it), a call's res
 callee returns.  So a setter (``register_x(&ops)`` → ``obj->ops = ops``, through any number of
 wrappers) keeps its layer trusted, and a callback parameter resolves to the functions callers
 pass (rule ``var``).  A parameter of a function whose address is taken has callers no fact
-names (``param-of-address-taken-function``), as has any parameter when a TU failed to parse;
-a local whose address is taken may be written through the pointer.  Those taint what they
-flow into, as any non-constant store.  A call through a local with one simple definition keeps
+names (``param-of-address-taken-function``), as has a kfunc's (BPF programs call it) and an
+assembly entry's (``asmlinkage``/``__visible``; :func:`outside_callers`), and any parameter
+when a TU failed to parse; a local whose address is taken may be written through the
+pointer.  Those taint what they flow into, as any non-constant store.  A call through a local with one simple definition keeps
 that definition's layers (``ops = dev->netdev_ops; ops->ndo_start_xmit(...)``).
 
 Speed: every index (slot contents, per-layer stores, taints, type classes) is built once; a site
@@ -122,7 +124,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 5  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 6  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -133,6 +135,13 @@ METRICS_FILE = "metrics.json"
 UNTYPED_MATCH_ALL = True
 
 STATIC_CALL_TRAMP_PREFIX = "__SCT__"  # include/linux/static_call_types.h: STATIC_CALL_TRAMP
+
+# include/linux/bpf.h (6.1 and 6.12): 'typedef u64 (*bpf_callback_t)(u64, u64, u64, u64, u64)',
+# the type the kernel calls BPF programs' callbacks through, and nothing else.
+BPF_CALLBACK_TYPEDEF = "bpf_callback_t"
+# The node a BPF callback call reaches: JITed BPF code, not a C function ('-' keeps it apart
+# from every C identifier).
+BPF_PROGRAM_NODE = "bpf-program"
 
 NODE_KEYS = ("id", "name", "file", "line", "linkage", "defined", "type", "attrs", "section",
              "bpf_kfunc")
@@ -201,6 +210,39 @@ def param_list(t: str) -> str:
 def canon_type(t: str | None) -> str | None:
     """The canonical function type, spacing-insensitive."""
     return " ".join(t.split()) if t else t
+
+
+def bpf_program_node() -> dict[str, Any]:
+    """The graph node for a BPF program called back from a helper (not C; no frame here:
+    its stack is the verifier's to bound)."""
+    return {"id": BPF_PROGRAM_NODE, "name": BPF_PROGRAM_NODE, "file": None, "line": None,
+            "linkage": "bpf", "defined": False, "type": "unsigned long long (unsigned long long, "
+            "unsigned long long, unsigned long long, unsigned long long, unsigned long long)",
+            "attrs": ["bpf_program"], "section": None, "bpf_kfunc": False}
+
+
+def outside_callers(linked: dict[str, Any]) -> dict[str, str]:
+    """Functions called from code the facts do not see, and why: their parameters hold more
+    than what C calls pass.
+
+    - kfuncs (listed in a BTF kfunc id set, or ``__bpf_kfunc`` since v6.4): BPF programs call
+      them with whatever the verifier allows;
+    - functions the parse stage saw declared ``asmlinkage`` or ``__visible``
+      (``attrs: ["asm_entry"]``): entry code and other assembly calls them (``schedule_tail``
+      from ``ret_from_fork``, ``__switch_to`` from ``__switch_to_asm``);
+    - ``__used`` functions: kept because something outside C (inline asm) refers to them.
+    """
+    kfunc_names = {k["name"] for ks in (linked.get("bpf") or {}).get("kfunc_sets") or ()
+                   for k in ks.get("kfuncs") or ()}
+    out: dict[str, str] = {}
+    for n in linked["nodes"]:
+        if n.get("bpf_kfunc") or (n.get("name") in kfunc_names and n.get("linkage") != "internal"):
+            out[n["id"]] = "param-of-kfunc"
+        elif "asm_entry" in (n.get("attrs") or ()):
+            out[n["id"]] = "param-of-asm-entry"
+        elif "used" in (n.get("attrs") or ()):
+            out[n["id"]] = "param-of-used-function"
+    return out
 
 
 def cast_overlaps(a: dict[str, Any] | None, b: dict[str, Any] | None) -> set[Layer] | None:
@@ -376,6 +418,7 @@ class Resolver:
         # is taken has callers no fact names; with a failed TU, any function may.
         self.called_indirectly = {at["id"] for at in linked["address_taken"] if at.get("id")}
         self.failed_tus = bool(linked.get("failed_tus"))
+        self.called_from_outside = outside_callers(linked)
         for st in linked["stores"]:
             target = st.get("target") or {}
             value = st.get("value") or {}
@@ -630,6 +673,8 @@ class Resolver:
         m = PARAM_VAR_RE.match(var)
         if m and m.group(1) in self.called_indirectly:
             return "param-of-address-taken-function"
+        if m and (why := self.called_from_outside.get(m.group(1))):
+            return why
         return None
 
     def var_untrusted(self, var: str, outer: str | None = None) -> str | None:
@@ -770,6 +815,16 @@ class Resolver:
             why = f"no-layers:{base.get('kind') or 'unknown'}"
             fallbacks.append({"reason": why})
             self.counts[f"fallback:{why}"] += 1
+        if rule == "type" and site.get("fn_typedef") == BPF_CALLBACK_TYPEDEF:
+            # A BPF program's callback (bpf_loop, bpf_for_each_map_elem, bpf_timer, ...):
+            # the value the facts cannot follow is a pointer the BPF program passed as an
+            # ARG_PTR_TO_FUNC argument, which the verifier only lets be one of its own
+            # subprograms, and only JITed ("callbacks are not allowed in non-JITed programs",
+            # kernel/bpf/verifier.c, 6.1 and 6.12).  Not a C function: one node stands for
+            # it.  Functions stored where the facts cannot say stay (wild).
+            targets = {BPF_PROGRAM_NODE} | (self.wild & flta)
+            rule = "bpf-callback"
+            self.counts["bpf-callback"] += 1
         return self._entry(site, rule, targets, len(flta), trusted, fallbacks)
 
     @staticmethod
@@ -933,11 +988,15 @@ def resolve_linked(linked: dict[str, Any]) -> tuple[dict[str, Any], list[dict[st
               "callsites": e["callsites"]} for e in linked["direct_edges"]]
     edges += [{"source": src, "target": dst, "key": "indirect", "kind": "indirect",
                "callsites": sorted(cs)} for (src, dst), cs in sorted(indirect.items())]
+    nodes = [{k: n.get(k) for k in NODE_KEYS} for n in linked["nodes"]]
+    if any(BPF_PROGRAM_NODE in s["targets"] for s in sites):
+        nodes.append(bpf_program_node())
+        nodes.sort(key=lambda n: n["id"])
     graph = {
         "directed": True, "multigraph": True,
         "graph": {"name": "kcg full callgraph", "link_schema": LINK_VERSION,
                   "resolve_schema": RESOLVE_VERSION},
-        "nodes": [{k: n.get(k) for k in NODE_KEYS} for n in linked["nodes"]],
+        "nodes": nodes,
         "edges": edges,
     }
     metrics = compute_metrics(sites, resolver, linked)

@@ -359,3 +359,17 @@ def test_stage_functions_on_a_fixture_output_dir(tmp_path):
     cg = json.loads((out / "callgraph.json").read_text())
     assert {n["id"] for n in cg["nodes"]} == {"bpf_demo", "____bpf_demo@a.c", "twin@a.c", "leaf",
                                               "hdr_inline@include/h.h"}
+
+
+def test_a_bpf_callback_counts_the_bpf_stack_and_stays_a_lower_bound():
+    # bpf_loop -> ____bpf_loop -> bpf-program (resolve's node for the BPF callback).
+    nodes = {"bpf_loop": {"name": "bpf_loop", "file": "k/b.c", "defined": True},
+             "bpf-program": {"name": "bpf-program", "file": None, "defined": False}}
+    su = load([], PathMap(Path("/nonexistent"), Path("/nonexistent")))
+    frames, counts = an.node_frames(nodes, su)
+    assert frames["bpf-program"]["frame"] == an.MAX_BPF_STACK and counts["bpf_program"] == 1
+    why = an.own_unbounded("bpf-program", frames["bpf-program"])
+    assert why.startswith("calls BPF code: bpf-program")
+    r = _wc([("bpf_loop", "bpf-program")], {"bpf_loop": 48, "bpf-program": an.MAX_BPF_STACK},
+            {"bpf-program": why})
+    assert r.max_stack["bpf_loop"] == 48 + 512 and not r.bounded["bpf_loop"]

@@ -8,6 +8,7 @@ resolve).  Each test asserts the exact targets of one pattern from ``icalls.json
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import subprocess
@@ -194,7 +195,7 @@ def test_write_once_parameter_store(sites):
 def test_metrics(out, sites):
     m = read_json(out / "metrics.json")
     assert m["sites"] == len(sites)
-    assert m["tus"] == 15 and m["tus_failed"] == 0
+    assert m["tus"] == 16 and m["tus_failed"] == 0
     assert sum(m["resolution_counts"].values()) == m["sites"]
     assert m["type_layer"]["mean"] >= m["targets"]["mean"]
 
@@ -363,3 +364,28 @@ def test_function_pointer_variable_without_initializer(sites):
     assert s["targets"] == ["power_off_a@layout.c"] and s["resolution"] == "var"
     s = sites[("do_power_off", "cached")]
     assert s["targets"] == [] and s["resolution"] == "unresolved" and s["fallbacks"] == []
+
+
+def test_bpf_callback_reaches_a_bpf_program_not_every_helper(sites, out):
+    s = sites[("____bpf_loop_like@bpfcb.c", "callback")]
+    assert s["targets"] == ["bpf-program"] and s["resolution"] == "bpf-callback"
+    assert s["type_layer_count"] == 2  # the two helpers with the callback's C type
+    # A call of that C type spelled otherwise is the type layer, as any other.
+    s = sites[("call_proto", "fn")]
+    assert s["targets"] == ["bpf_helper_like", "bpf_loop_like"] and s["resolution"] == "type"
+    with gzip.open(out / "graph.json.gz") as fh:
+        graph = json.load(fh)
+    node = next(n for n in graph["nodes"] if n["id"] == "bpf-program")
+    assert node["defined"] is False and node["linkage"] == "bpf"
+
+
+def test_symbol_get_names_its_function(sites):
+    s = sites[("use_symbol", "link")]
+    assert s["targets"] == ["sym_target"] and s["resolution"] == "var"
+
+
+def test_parameter_of_a_function_called_from_assembly_is_not_confined(sites):
+    s = sites[("from_asm", "ops->hook")]
+    assert s["targets"] == ["asm_hook_a@layout.c", "asm_hook_b@layout.c"]
+    assert s["resolution"] == "field"  # the layer alone: every asmops object
+    assert sites[("only_c@layout.c", "ops->hook")]["targets"] == ["asm_hook_a@layout.c"]

@@ -670,15 +670,17 @@ class Extractor:
         wanted.discard(None)
         fptr = ctypes.c_void_p()
         for c in children(self.tu.cursor):
+            kind = c._kind_id
+            if kind != _FUNCTION_DECL and kind != _VAR_DECL:
+                continue  # typedefs, records, enums: most of a TU's top level, all headers'
             _raw.clang_getInstantiationLocation(_lib.clang_getCursorLocation(c),
                                                 ctypes.byref(fptr), None, None, None)
             if fptr.value not in wanted and not self._emitted_from_header(c):
                 continue
-            kind = c.kind
-            if kind == K.FUNCTION_DECL:
+            if kind == _FUNCTION_DECL:
                 if c.is_definition():
                     self.sink["functions"].append(self.function(c))
-            elif kind == K.VAR_DECL:
+            else:
                 self.global_var(c)
         if BTF_TEXT_RE.search(main_text):
             self.btf_sets()

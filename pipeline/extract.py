@@ -850,6 +850,9 @@ class Extractor:
             return
         # An initializer that sets no function-pointer slot (``= { .name = "x" }``, ``= {}``)
         # still defines the object: its slots hold NULL until a store writes them.
+        self._object(c, vid, entries)
+
+    def _object(self, c: ci.Cursor, vid: str, entries: list[dict[str, Any]]) -> None:
         loc = c.location
         self.sink["objects"].append({
             "id": vid, "name": c.spelling,
@@ -874,24 +877,16 @@ class Extractor:
         Without it, a slot holding the object's address would hold an object without facts
         (``opaque-object``) and its layer could not confine calls.  kbuild compiles with
         ``-fno-common`` (the top Makefile's KBUILD_CFLAGS in 6.1 and 6.12; every entry of a
-        6.1 compile database has it), so a tentative definition defines the object in this TU; an ``extern`` declaration does not (its object may be assembly).
+        6.1 compile database has it), so a tentative definition defines the object in this
+        TU; an ``extern`` declaration does not (its object may be assembly).
         """
         if c.storage_class == ci.StorageClass.EXTERN:
             return
         t = c.type.get_canonical()
-        if t.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY) and \
-                _fn_type_of_pointer(t.element_type) is not None:
-            pass  # void (*handlers[N])(void);
-        elif not (self._record_with_fnptrs(t) or self.tracked_type(t)):
-            return
-        loc = c.location
-        vid = self.var_ident(c)
-        self.sink["objects"].append({
-            "id": vid, "name": c.spelling,
-            "linkage": "internal" if "@" in vid else "external",
-            "type": self.record_of_type(c.type) or _canon(c.type), "file": self.rel(loc.file),
-            "line": loc.line, "entries": [],
-        })
+        fnptr_array = t.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY) and \
+            _fn_type_of_pointer(t.element_type) is not None  # void (*handlers[N])(void);
+        if fnptr_array or self._record_with_fnptrs(t) or self.tracked_type(t):
+            self._object(c, self.var_ident(c), [])
 
     def initializer(self, e: ci.Cursor, t: ci.Type, path: list[list[Any]],
                     entries: list[dict[str, Any]], obj: str) -> None:
@@ -1614,26 +1609,22 @@ class FunctionWalker:
         operand = kids[-1]
         while operand.kind == K.PAREN_EXPR and children(operand):
             operand = children(operand)[0]
-        offset = c.hash in self.offset_casts or (
-            operand.kind == K.BINARY_OPERATOR and
-            _lib.clang_getCursorBinaryOperatorKind(operand) in (BO_ADD, BO_SUB))
-        if offset:
+        fact = {"from": from_t.spelling, "to": to_t.spelling, "from_record": from_rec,
+                "to_record": to_rec, "function": self.fid, **self.ex._loc(c)}
+        if c.hash in self.offset_casts or (
+                operand.kind == K.BINARY_OPERATOR and
+                _lib.clang_getCursorBinaryOperatorKind(operand) in (BO_ADD, BO_SUB)):
             # '(struct scsi_cmnd *)(rq + 1)' (scsi_ioctl_reset), '(struct request *)pdu - 1':
             # a header and its payload allocated together.  The pointer cast from does not
             # point at an object of its record, or the result does not: no object is read
             # as two records.  Kept as a fact, flagged.
-            self.sink["casts"].append({
-                "from": from_t.spelling, "to": to_t.spelling, "from_record": from_rec,
-                "to_record": to_rec, "function": self.fid, "offset": True, **self.ex._loc(c)})
-            return
-        if to_rec is not None and from_rec is not None:
+            fact["offset"] = True
+        elif to_rec is not None and from_rec is not None:
             layouts = self.sink["layouts"]
             for name, t in ((from_rec, from_t), (to_rec, to_t)):
                 if name not in layouts:
                     layouts[name] = self.ex.layout(t.get_pointee())
-        self.sink["casts"].append({
-            "from": from_t.spelling, "to": to_t.spelling, "from_record": from_rec,
-            "to_record": to_rec, "function": self.fid, **self.ex._loc(c)})
+        self.sink["casts"].append(fact)
 
     def _apply_local_defs(self) -> None:
         """``ops = dev->netdev_ops; ops->ndo_start_xmit(...)``: extend the call's layers."""

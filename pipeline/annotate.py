@@ -44,6 +44,7 @@ from pipeline.bpf import HELPER, KFUNC, helper_bodies
 from pipeline.build import object_of
 from pipeline.facts import PathMap, is_header
 from pipeline.fsutil import KcgError, read_json, write_json
+from pipeline.resolve import BPF_PROGRAM_NODE
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 from pipeline.stackusage import DYNAMIC, StackUsage, load, summary_counts
 
@@ -52,10 +53,10 @@ M_SU, M_SU_NAME, M_INLINED, M_BODY, M_UNDEFINED, M_NO_SU, M_STUB, M_BPF = (
     "su", "su_by_name", "inlined", "helper_body", "undefined", "no_su_for_file",
     "build_error_stub", "bpf_program")
 
-# The resolve stage's node for a BPF program a helper calls back (bpf_loop's callback): JITed
-# code whose stack is at most MAX_BPF_STACK (include/linux/filter.h, 512 in 6.1 and 6.12).  The
-# helpers it may call in turn are not edges here: what is below it is a lower bound.
-BPF_PROGRAM_NODE = "bpf-program"
+# The resolve stage's node for a BPF program a helper calls back (BPF_PROGRAM_NODE, bpf_loop's
+# callback): JITed code whose stack is at most MAX_BPF_STACK (include/linux/filter.h, 512 in 6.1
+# and 6.12).  The helpers it may call in turn are not edges here: what is below it is a lower
+# bound.
 MAX_BPF_STACK = 512
 
 # Functions the kernel declares and never defines on purpose: a call to one that survives

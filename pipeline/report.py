@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
+from pipeline.annotate import M_BPF
 from pipeline.fsutil import _UMASK, atomic_write_text
 from pipeline.graphs import cycles, dot_quote, iter_bits, reach, reached_by
 
@@ -107,7 +108,8 @@ def _node(cg: nx.DiGraph, frames: dict[str, dict[str, Any]], n: str) -> dict[str
     a = dict(cg.nodes[n]) if n in cg else {}
     f = frames.get(n, {})
     for k, fk in (("frame", "frame"), ("frame_qualifier", "qualifier"), ("inlined", "inlined"),
-                  ("max_stack", "max_stack"), ("max_stack_bounded", "max_stack_bounded")):
+                  ("max_stack", "max_stack"), ("max_stack_bounded", "max_stack_bounded"),
+                  ("match", "match")):
         if a.get(k) is None and f.get(fk) is not None:
             a[k] = f[fk]
     a.setdefault("name", n.split("@", 1)[0])
@@ -209,7 +211,7 @@ def _label(lines: list[str]) -> str:
 
 
 def _frame_text(a: dict[str, Any]) -> str:
-    if a.get("id") == "bpf-program" or a.get("match") == "bpf_program":
+    if a.get("match") == M_BPF:
         return f"BPF program: stack <= {a.get('frame')} B (verifier)"
     if a.get("inlined"):
         return "inlined: no frame"

@@ -394,3 +394,11 @@ def test_time_budget_and_long_paths_are_bounded(tmp_path: Path) -> None:
     page = (out / "report" / "roots" / "bpf_trace_printk.html").read_text()  # the deepest
     assert "too many to draw" in page
     assert "The critical path is 4 functions long: only its first 3 are drawn." in page
+
+
+def test_report_shows_a_bpf_callback_as_a_bpf_program():
+    from pipeline.report import _frame_text, _node
+    cg = nx.DiGraph()
+    cg.add_node("bpf-program", name="bpf-program", frame=512, inlined=False)
+    frames = {"bpf-program": {"frame": 512, "match": "bpf_program", "qualifier": None}}
+    assert _frame_text(_node(cg, frames, "bpf-program")) == "BPF program: stack <= 512 B (verifier)"

@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 17
+EXTRACTOR_VERSION = 18
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -1026,6 +1026,8 @@ class Extractor:
                     ik = children(inner)
                     if ik:
                         return self.values(ik[0])
+                if (v := self.offset_read(e, inner)) is not None:
+                    return [v]
             if op == UO_ADDROF and kids:
                 inner = strip(kids[0])
                 if inner.kind == K.DECL_REF_EXPR and inner.referenced is not None:
@@ -1071,6 +1073,58 @@ class Extractor:
                      "layers": layers, "text": "",
                      "base": {k: v for k, v in base.items() if k != "hash"}}]  # run-specific
         return [{"kind": "nonconst", "what": "other", "text": ""}]
+
+    def offsetof_layer(self, e: ci.Cursor) -> dict[str, Any] | None:
+        """``offsetof(R, a.f)`` (include/linux/stddef.h: ``__builtin_offsetof``): the record it
+        is taken in and the layer of its last member.  libclang shows an OffsetOfExpr as an
+        unexposed expression with a type reference and one member reference per component
+        (an array index would add an expression: not taken)."""
+        e = strip(e)
+        if e.kind != K.UNEXPOSED_EXPR:
+            return None
+        kids = children(e)
+        if len(kids) < 2 or kids[0].kind != K.TYPE_REF or \
+                any(k.kind != K.MEMBER_REF for k in kids[1:]):
+            return None
+        outer = self.record_of_type(kids[0].type)
+        fld = kids[-1].referenced
+        if outer is None or fld is None or fld.kind != K.FIELD_DECL or \
+                fld.semantic_parent is None:
+            return None
+        return {"record": outer, "layer": [self.record_name(fld.semantic_parent), fld.spelling]}
+
+    def offset_read(self, deref: ci.Cursor, address: ci.Cursor) -> dict[str, Any] | None:
+        """``*(pm_callback_t *)((void *)ops + cb_offset)``: a function pointer read from a
+        record at an offset the caller chose (drivers/base/power/runtime.c
+        ``__rpm_get_callback``, 6.1 and 6.12; its callers pass ``offsetof(struct dev_pm_ops,
+        runtime_idle)``).  With ``offsetof`` in place it is a field read; with a parameter it
+        names the parameter (``offset: F#argI``, whatever its type), whose ``offsetof``
+        arguments the direct calls record (Call ``offsetof_args``)."""
+        if _fn_type_of_pointer(deref.type.get_canonical()) is None:
+            return None
+        if address.kind != K.BINARY_OPERATOR or \
+                _lib.clang_getCursorBinaryOperatorKind(address) != BO_ADD:
+            return None
+        kids = children(address)
+        if len(kids) != 2:
+            return None
+        record = self.pointee_record(strip(kids[0]).type)
+        if record is None:
+            return None
+        if (off := self.offsetof_layer(kids[1])) is not None:
+            if off["record"] != record:
+                return None
+            return {"kind": "nonconst", "what": "field", "layers": [off["layer"]],
+                    "text": "offsetof"}
+        ref = strip(kids[1]).referenced
+        if ref is None or ref.kind != K.PARM_DECL or self.current is None or \
+                ref.semantic_parent is None or ref.semantic_parent.hash != self.current[0].hash:
+            return None
+        for i, a in enumerate(self.current[0].get_arguments()):
+            if a.hash == ref.hash:
+                return {"kind": "nonconst", "what": "offset-read", "record": record,
+                        "offset": f"{self.current[1]}#arg{i}", "text": ""}
+        return None
 
     @staticmethod
     def _is_global(ref: ci.Cursor) -> bool:
@@ -1493,7 +1547,12 @@ class FunctionWalker:
             if name == "__static_call_update":
                 self._static_call_update(kids)
             fid = self.ex.fn_ident(ref)[0]
-            self.fn["calls"].append({"kind": "direct", "callee": fid, "name": name, **site})
+            direct = {"kind": "direct", "callee": fid, "name": name, **site}
+            offsets = {str(i): off for i, a in enumerate(kids[1:])
+                       if (off := self.ex.offsetof_layer(a)) is not None}
+            if offsets:
+                direct["offsetof_args"] = offsets
+            self.fn["calls"].append(direct)
             if self.is_proto_fn and _canon(ref.result_type) == PROTO_TYPE:
                 self._proto_call_id(fid)
             return

@@ -24,7 +24,11 @@ Values (what flows into a function-pointer slot)
 of, a global object, e.g. ``.ops = &array_map_ops``), ``{"kind": "null"}``, or
 ``{"kind": "nonconst", "what": "param"|"local"|"call"|"field"|"global"|"other", "text": SRC}``.
 A value read through a conversion to another type (``(struct x_ops *)p->priv``, a ``void *``
-parameter) is ``other``: its source may hold values of any type.
+parameter) is ``other``: its source may hold values of any type.  A function pointer read at
+an offset into a record, ``*(cb_t *)((void *)ops + off)``, is ``{"kind": "nonconst", "what":
+"offset-read", "record": R, "offset": "F#argI"}`` when ``off`` is parameter I of the function
+F it is read in (whatever the parameter's type), and a field read (``what: "field"``) when
+``off`` is ``offsetof(R, f)`` itself.
 
 Locals, parameters and returns as variables
 -------------------------------------------
@@ -62,11 +66,15 @@ Function::
 
 Call (``line``/``col`` of the call's expansion site; ``expr`` is the callee expression's text)::
 
-  direct:   {kind: "direct", callee: ID, name, file, line, col, expr}
+  direct:   {kind: "direct", callee: ID, name, file, line, col, expr,
+             offsetof_args?: {"I": {record: R, layer: [record, field]}}}
   indirect: {kind: "indirect", fn_type, layers: [[record, field]...] (innermost first),
              base: {kind: "global"|"static"|"local"|"param"|"field"|"array"|"call"|"other",
                     id?: ID, name?: str},
              subscript: bool, slot_fnptr?: true, fn_typedef?: name, file, line, col, expr}
+
+  ``offsetof_args``: the arguments that are ``offsetof(R, a.f)`` (R the record it is taken in,
+  the layer its last member's), for offset reads of the callee's parameter.
 
   ``fn_typedef``: the typedef the callee's pointer type is spelled with (``bpf_callback_t``:
   the call is a BPF program's callback, see :mod:`pipeline.resolve`).

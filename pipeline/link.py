@@ -5,8 +5,9 @@ documents, shapes in :mod:`pipeline.facts`).  Output: ``linked.json.gz``::
 
   {schema, nodes: [Node], direct_edges: [{src, dst, callsites: ["file:line:col"]}],
    icall_sites: [indirect Call + {caller}], objects, stores, copies, casts, address_taken,
-   layouts: {record: Layout|None}, bpf: {protos, proto_switches, verifier_ops, kfunc_sets,
-   id_lists}, duplicates: [...], failed_tus: [file], counts}
+   layouts: {record: Layout|None}, offsetof_params: {"F#argI": {records, layers, passed,
+   calls}}, bpf: {protos, proto_switches, verifier_ops, kfunc_sets, id_lists},
+   duplicates: [...], failed_tus: [file], counts}
 
 Node: ``{id, name, file, line, col, linkage, defined, type, attrs, section, bpf_kfunc}``.
 
@@ -48,7 +49,7 @@ from pipeline.fsutil import KcgError, atomic_write_bytes, read_json, sha256_byte
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 from pipeline.store import FactsStore
 
-LINK_VERSION = 5  # bump whenever the linked document or a link rule changes
+LINK_VERSION = 6  # bump whenever the linked document or a link rule changes
 LINKED_FILE = "linked.json.gz"
 
 # Calls the compiler expands itself; they never reach a symbol, so they are not graph edges.
@@ -154,8 +155,11 @@ def _dedupe_sorted(items: Iterable[dict[str, Any]], *keys: str) -> list[dict[str
 
 
 def _call_key(call: dict[str, Any]) -> tuple[Any, ...]:
+    # offsetof arguments are part of a call's identity: two calls one macro expands at one
+    # place may pass different ones, and offsetof_params counts calls, not places.
+    offsets = sorted((i, tuple(o["layer"])) for i, o in (call.get("offsetof_args") or {}).items())
     return (call.get("file") or "", int(call.get("line") or 0), int(call.get("col") or 0),
-            call.get("kind"), call.get("callee") or "", call.get("expr") or "")
+            call.get("kind"), call.get("callee") or "", call.get("expr") or "", tuple(offsets))
 
 
 def _merge_calls(defs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -167,6 +171,14 @@ def _merge_calls(defs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for call in fn.get("calls") or ():
             merged.setdefault(_call_key(call), call)
     return [merged[k] for k in sorted(merged)]
+
+
+def _offsetof_param(offsets: list[dict[str, Any]], calls: int) -> dict[str, Any]:
+    """What the direct calls pass as one parameter when some pass ``offsetof(R, f)``: the
+    records and layers, and whether every direct call does (``passed == calls``)."""
+    return {"records": sorted({o["record"] for o in offsets}),
+            "layers": [list(lay) for lay in sorted({tuple(o["layer"]) for o in offsets})],
+            "passed": len(offsets), "calls": calls}
 
 
 def _is_weak(fn: dict[str, Any]) -> bool:
@@ -311,6 +323,8 @@ def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
     edges: dict[tuple[str, str], set[str]] = defaultdict(set)
     icall_sites: list[dict[str, Any]] = []
     called_names: dict[str, str | None] = {}
+    direct_calls: dict[str, int] = defaultdict(int)  # callee -> direct calls (not places)
+    offsetof_args: dict[str, list[dict[str, Any]]] = defaultdict(list)  # F#argI -> offsetofs
     builtin: dict[str, bool] = {}
     n_builtin = 0
     for fid in sorted(defs):
@@ -332,6 +346,9 @@ def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
                     continue
                 edges[(fid, callee)].add(site)
                 called_names.setdefault(callee, call.get("name"))
+                direct_calls[callee] += 1
+                for i, off in (call.get("offsetof_args") or {}).items():
+                    offsetof_args[f"{callee}#arg{i}"].append(off)
             else:
                 icall_sites.append({**call, "caller": fid})
 
@@ -379,6 +396,8 @@ def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
             "kfunc_sets": _dedupe_sorted(bpf["kfunc_sets"], "file", "name"),
             "id_lists": _dedupe_sorted(bpf["id_lists"], "file", "name"),
         },
+        "offsetof_params": {key: _offsetof_param(offs, direct_calls[key.rsplit("#", 1)[0]])
+                            for key, offs in sorted(offsetof_args.items())},
         "duplicates": duplicates,
         "failed_tus": sorted(failed, key=lambda f: f["file"] or ""),
     }

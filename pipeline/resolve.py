@@ -67,6 +67,13 @@ into ``(A, ops)`` does not appear.  The result is intersected with the type laye
 An untrusted layer and every layer outside it are dropped; the layers inside it still apply,
 finally the type layer alone.
 
+*Offset reads.*  ``*(pm_callback_t *)((void *)ops + cb_offset)`` (runtime PM's
+``__rpm_get_callback``, whose callers pass ``offsetof(struct dev_pm_ops, runtime_idle)``) reads
+the layers named by the ``offsetof`` that *every* direct call passes for that parameter (link's
+``offsetof_params``), layer-wide as any field read through an unknown container; if some call
+passes something else, or the function has callers no fact names, the value is not confined
+(``unknown-offset``).
+
 *Functions stored where the facts cannot say* (``*(unsigned long *)&p->fn = (unsigned long)f``,
 a store through a pointer to a function pointer, into a union member): such a function may sit
 in any slot of its type, so it is added to every field/variable result (then intersected with
@@ -124,7 +131,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 6  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 7  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -419,6 +426,7 @@ class Resolver:
         self.called_indirectly = {at["id"] for at in linked["address_taken"] if at.get("id")}
         self.failed_tus = bool(linked.get("failed_tus"))
         self.called_from_outside = outside_callers(linked)
+        self.offsetof_params: dict[str, dict[str, Any]] = linked.get("offsetof_params") or {}
         for st in linked["stores"]:
             target = st.get("target") or {}
             value = st.get("value") or {}
@@ -441,6 +449,13 @@ class Resolver:
             elif kind == "object":
                 vals.objs.add(value["id"])
             elif kind == "nonconst":
+                if value.get("what") == "offset-read":
+                    layers_read = self.offset_layers(value)
+                    if layers_read is None:
+                        self._taint(tkey, "unknown-offset")
+                    for layer in layers_read or ():
+                        flows.append((tkey, ("layer", layer)))
+                    continue
                 src = self._source_of(value)
                 if src is not None:
                     flows.append((tkey, src))
@@ -461,6 +476,20 @@ class Resolver:
                         t.get("lvalue") not in ("var", "field"):
                     wild.add(at["id"])
         self.wild = frozenset(wild)
+
+    def offset_layers(self, value: dict[str, Any]) -> list[Layer] | None:
+        """The layers an ``offset-read`` value (``*(T *)((void *)ops + off)``, ``off`` a
+        parameter of F) may read: those of the ``offsetof(R, f)`` every direct call of F
+        passes, when that is all that can reach the parameter (None: any slot, or bytes that
+        are no slot at all).  The object read is any of its record (the layer read whole),
+        as for a field read through an untrusted container."""
+        var = value.get("offset") or ""
+        info = self.offsetof_params.get(var)
+        if info is None or info.get("passed") != info.get("calls") or \
+                info.get("records") != [value.get("record")] or \
+                self.param_callers_unknown(var):
+            return None
+        return [norm_layer(*layer) for layer in info.get("layers") or ()]
 
     @staticmethod
     def _source_of(value: dict[str, Any]) -> tuple[str, Any] | None:

@@ -195,7 +195,7 @@ def test_write_once_parameter_store(sites):
 def test_metrics(out, sites):
     m = read_json(out / "metrics.json")
     assert m["sites"] == len(sites)
-    assert m["tus"] == 16 and m["tus_failed"] == 0
+    assert m["tus"] == 17 and m["tus_failed"] == 0
     assert sum(m["resolution_counts"].values()) == m["sites"]
     assert m["type_layer"]["mean"] >= m["targets"]["mean"]
 
@@ -389,3 +389,25 @@ def test_parameter_of_a_function_called_from_assembly_is_not_confined(sites):
     assert s["targets"] == ["asm_hook_a@layout.c", "asm_hook_b@layout.c"]
     assert s["resolution"] == "field"  # the layer alone: every asmops object
     assert sites[("only_c@layout.c", "ops->hook")]["targets"] == ["asm_hook_a@layout.c"]
+
+
+def test_callback_read_at_an_offsetof_the_callers_pass(sites):
+    # __rpm_get_callback(dev, offsetof(struct dev_pm_ops, X)): the slots every direct call
+    # names, of every dev_pm_ops object (the two calls are one return: context-insensitive).
+    runtime = ["a_runtime_resume@rpm.c", "b_runtime_idle@rpm.c", "b_runtime_resume@rpm.c"]
+    for caller in ("rpm_idle_like", "rpm_resume_like"):
+        s = sites[(caller, "callback")]
+        assert s["targets"] == runtime and s["resolution"] == "var", s
+        assert s["type_layer_count"] == 6  # a_suspend, a_runtime_suspend, probe_like too
+    # offsetof in place is the field itself.
+    assert targets(sites, "fixed_slot", "cb") == ["b_runtime_idle@rpm.c"]
+
+
+def test_offset_a_caller_computes_reads_any_slot(sites):
+    # get_at(ops, n * sizeof(pm_callback_t)) beside an offsetof call: the offset is not known,
+    # so the read is not confined (type layer), and so is the offsetof caller's (same return).
+    for expr in ("cb", "other"):
+        s = sites[("any_slot", expr)]
+        assert len(s["targets"]) == s["type_layer_count"] == 6, s
+        assert s["resolution"] == "type"
+        assert s["fallbacks"] == [{"reason": "no-layers:local"}]  # the local is not trusted

@@ -1012,3 +1012,61 @@ def test_function_kept_as_an_integer_is_not_wild():
     assert site_of(sites, "map->ops->lookup")["targets"] == [
         "array_lookup@a.c", "hash_lookup", "punned_lookup"]
     assert metrics["wild_functions"] == 1
+
+
+def _offset_doc(offsets: list[dict[str, Any] | None], *, taken: list[str] = ()) -> dict[str, Any]:
+    """::
+
+      struct ops { int (*a)(int); int (*b)(int); } o1 = { a1, b1 }, o2 = { a2, b2 };
+      static cb_t get(struct ops *ops, size_t off) { return *(cb_t *)((void *)ops + off); }
+      void use(int x) { cb_t cb = get(p, offsetof(struct ops, b)); cb(x); }   // one call each
+    """
+    ops = "struct ops"
+    calls = []
+    for i, off in enumerate(offsets):
+        call = dcall("get@a.c", line=40 + i)
+        if off is not None:
+            call["offsetof_args"] = {"1": off}
+        calls.append(call)
+    funcs = [fn(n, type=INT_T) for n in ("a1", "b1", "a2", "b2")] + [
+        fn("get", linkage="internal", type="int (*(struct ops *, unsigned long))(int)"),
+        fn("use", calls=calls + [icall(INT_T, base_kind="local", base_id="use#local:cb",
+                                       expr="cb")])]
+    read = {"kind": "nonconst", "what": "offset-read", "record": ops, "offset": "get@a.c#arg1"}
+    return tu("a.c", funcs, objects=[
+        obj("o1", ops, [([[ops, "a"]], F("a1")), ([[ops, "b"]], F("b1"))]),
+        obj("o2", ops, [([[ops, "a"]], F("a2")), ([[ops, "b"]], F("b2"))])],
+        stores=[store(read, var="get@a.c#ret", function="get@a.c"),
+                store({"kind": "nonconst", "what": "call", "id": "get@a.c#ret"},
+                      var="use#local:cb", function="use")], taken=taken)
+
+
+def test_offset_read_takes_the_offsetof_slots_every_direct_call_passes():
+    b = {"record": "struct ops", "layer": ["struct ops", "b"]}
+    linked, _, sites, _ = run(_offset_doc([b, b]))
+    assert linked["offsetof_params"] == {"get@a.c#arg1": {
+        "records": ["struct ops"], "layers": [["struct ops", "b"]], "passed": 2, "calls": 2}}
+    s = site_of(sites, "cb")
+    assert s["targets"] == ["b1", "b2"] and s["resolution"] == "var"
+
+
+def test_offset_read_is_not_confined_unless_every_call_passes_a_known_offsetof():
+    b = {"record": "struct ops", "layer": ["struct ops", "b"]}
+    every = ["a1", "a2", "b1", "b2"]
+    # One direct call passes a computed size.
+    _, _, sites, _ = run(_offset_doc([b, None]))
+    assert site_of(sites, "cb")["targets"] == every
+    # offsetof in another record than the pointer's.
+    other = {"record": "struct wrapper", "layer": ["struct ops", "b"]}
+    _, _, sites, _ = run(_offset_doc([b, other]))
+    assert site_of(sites, "cb")["targets"] == every
+    # get's address is taken: callers no fact names may pass anything.
+    _, _, sites, metrics = run(_offset_doc([b], taken=["get@a.c"]))
+    assert site_of(sites, "cb")["targets"] == every
+    # Two calls one macro expands at one place, one with offsetof: two calls, one offsetof.
+    doc = _offset_doc([b, None])
+    for c in doc["functions"][-1]["calls"][:2]:
+        c["line"] = 40
+    linked, _, sites, _ = run(doc)
+    assert linked["offsetof_params"]["get@a.c#arg1"]["calls"] == 2
+    assert site_of(sites, "cb")["targets"] == every

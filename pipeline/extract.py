@@ -27,7 +27,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 18
+EXTRACTOR_VERSION = 19
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -311,6 +311,7 @@ class Extractor:
         # (declaration, id) of the function whose body is being walked: locals and
         # parameters are named relative to it.
         self.current: tuple[ci.Cursor, str] | None = None
+        self._size_params: dict[int, list[int]] = {}
         self._param_index: dict[int, int] = {}
         self._tracked: dict[tuple[int, int, int], bool] = {}
         self._tracked_params: dict[int, list[int]] = {}
@@ -450,6 +451,22 @@ class Extractor:
             hit = [i for i, pt in enumerate(ft.argument_types()) if self.tracked_type(pt)] \
                 if ft.kind == TK.FUNCTIONPROTO else []
             self._tracked_params[key] = hit
+        return hit
+
+    def size_params(self, callee: ci.Cursor) -> list[int]:
+        """Indices of a function's ``unsigned long`` (``size_t`` on x86_64 and arm64)
+        parameters: the ``offsetof`` arguments recorded are those (memoized per declaration;
+        looking into every argument of every call costs the parse measurably).  An offsetof
+        passed as another integer type is not recorded, which leaves that parameter's offset
+        reads unconfined (link counts it as a call without offsetof)."""
+        key = callee.hash
+        hit = self._size_params.get(key)
+        if hit is None:
+            ft = callee.type.get_canonical()
+            hit = [i for i, pt in enumerate(ft.argument_types())
+                   if pt.get_canonical().kind == TK.ULONG] \
+                if ft.kind == TK.FUNCTIONPROTO else []
+            self._size_params[key] = hit
         return hit
 
     def param_var(self, ref: ci.Cursor) -> str | None:
@@ -1548,8 +1565,9 @@ class FunctionWalker:
                 self._static_call_update(kids)
             fid = self.ex.fn_ident(ref)[0]
             direct = {"kind": "direct", "callee": fid, "name": name, **site}
-            offsets = {str(i): off for i, a in enumerate(kids[1:])
-                       if (off := self.ex.offsetof_layer(a)) is not None}
+            args = kids[1:]
+            offsets = {str(i): off for i in self.ex.size_params(ref) if i < len(args)
+                       and (off := self.ex.offsetof_layer(args[i])) is not None}
             if offsets:
                 direct["offsetof_args"] = offsets
             self.fn["calls"].append(direct)

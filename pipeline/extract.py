@@ -474,6 +474,12 @@ class Extractor:
         its type is tracked.  Every direct call of F stores its argument I there."""
         if self.current is None or not self.tracked_type(ref.type):
             return None
+        return self.param_name(ref)
+
+    def param_name(self, ref: ci.Cursor) -> str | None:
+        """``F#argI`` for a parameter of the function being walked, whatever its type."""
+        if self.current is None:
+            return None
         fn_decl, fid = self.current
         parent = ref.semantic_parent
         if parent is None or parent.hash != fn_decl.hash:
@@ -1134,14 +1140,10 @@ class Extractor:
             return {"kind": "nonconst", "what": "field", "layers": [off["layer"]],
                     "text": "offsetof"}
         ref = strip(kids[1]).referenced
-        if ref is None or ref.kind != K.PARM_DECL or self.current is None or \
-                ref.semantic_parent is None or ref.semantic_parent.hash != self.current[0].hash:
+        if ref is None or ref.kind != K.PARM_DECL or (param := self.param_name(ref)) is None:
             return None
-        for i, a in enumerate(self.current[0].get_arguments()):
-            if a.hash == ref.hash:
-                return {"kind": "nonconst", "what": "offset-read", "record": record,
-                        "offset": f"{self.current[1]}#arg{i}", "text": ""}
-        return None
+        return {"kind": "nonconst", "what": "offset-read", "record": record, "offset": param,
+                "text": ""}
 
     @staticmethod
     def _is_global(ref: ci.Cursor) -> bool:

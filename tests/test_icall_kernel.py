@@ -72,6 +72,41 @@ def test_map_lookup_elem_site_reaches_every_implementation(resolved: Path):
     assert site["type_layer_count"] > len(names)
 
 
+# drivers/base/power/runtime.c and include/linux/pm.h (6.1): where runtime PM callbacks are set.
+RUNTIME_SLOT_RE = re.compile(r"(?:\.|->)runtime_(?:idle|suspend|resume)\s*=\s*(\w+)")
+PM_OPS_MACRO_RE = re.compile(r"\b(?:SET_RUNTIME_PM_OPS|RUNTIME_PM_OPS|UNIVERSAL_DEV_PM_OPS|"
+                             r"DEFINE_RUNTIME_DEV_PM_OPS|DEFINE_UNIVERSAL_DEV_PM_OPS|"
+                             r"_DEFINE_DEV_PM_OPS)\s*\(([^;]*?)\)")
+
+
+@pytest.mark.slow
+def test_runtime_pm_callbacks_reach_the_runtime_slots(default_pipeline: Path):
+    """``callback = RPM_GET_CALLBACK(dev, runtime_idle)`` reads a ``dev_pm_ops`` slot at an
+    ``offsetof``: its targets are the runtime slots' functions, not the whole
+    ``int (struct device *)`` class."""
+    assigned: set[str] = set()
+    in_macros: set[str] = set()
+    for f in _compiled_sources(default_pipeline):
+        text = f.read_text(errors="replace")
+        assigned.update(RUNTIME_SLOT_RE.findall(text))
+        for args in PM_OPS_MACRO_RE.findall(text):
+            in_macros.update(re.findall(r"\b[a-z_]\w*\b", args))
+    # Text under a disabled #ifdef is in the files too (acpi_lpss.c without
+    # CONFIG_X86_INTEL_LPSS): only functions the build compiled count.
+    compiled = {n["name"] for n in read_json(default_pipeline / "graph.json.gz")["nodes"]
+                if n.get("defined")}
+    assigned &= compiled
+    assert len(assigned) >= 10
+    sites = {s["caller"].split("@")[0]: s for s in read_json(default_pipeline / "icalls.json")
+             if s["file"] == "drivers/base/power/runtime.c" and s["expr"] == "callback"}
+    site = sites["rpm_idle"]
+    names = {t.split("@")[0] for t in site["targets"]}
+    assert site["resolution"] == "var"
+    assert assigned <= names  # every designated runtime slot (sound)
+    assert names <= assigned | in_macros  # nothing but runtime slots (narrow)
+    assert len(names) * 3 < site["type_layer_count"]
+
+
 @pytest.mark.kernel
 def test_metrics_and_graph_are_consistent(resolved: Path):
     metrics = read_json(resolved / "metrics.json")

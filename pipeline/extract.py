@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from clang import cindex as ci
@@ -227,6 +228,13 @@ def var_initializer(c: ci.Cursor) -> ci.Cursor | None:
         if ch.kind.is_expression():
             init = ch
     return init
+
+
+def _unparen(c: ci.Cursor) -> ci.Cursor:
+    """The expression inside any parentheses (and nothing else: casts stay)."""
+    while c.kind == K.PAREN_EXPR and (kids := children(c)):
+        c = kids[0]
+    return c
 
 
 def strip(c: ci.Cursor) -> ci.Cursor:
@@ -443,30 +451,29 @@ class Extractor:
         return hit
 
     def tracked_params(self, callee: ci.Cursor) -> list[int]:
-        """Indices of a function's parameters of tracked type (memoized per declaration)."""
-        key = callee.hash
-        hit = self._tracked_params.get(key)
-        if hit is None:
-            ft = callee.type.get_canonical()
-            hit = [i for i, pt in enumerate(ft.argument_types()) if self.tracked_type(pt)] \
-                if ft.kind == TK.FUNCTIONPROTO else []
-            self._tracked_params[key] = hit
-        return hit
+        """Indices of a function's parameters of tracked type."""
+        return self._param_indices(callee, self._tracked_params, self.tracked_type)
 
     def size_params(self, callee: ci.Cursor) -> list[int]:
         """Indices of a function's ``unsigned long`` (``size_t`` on x86_64 and arm64)
-        parameters: the ``offsetof`` arguments recorded are those (memoized per declaration;
-        looking into every argument of every call costs the parse measurably).  An offsetof
-        passed as another integer type is not recorded, which leaves that parameter's offset
-        reads unconfined (link counts it as a call without offsetof)."""
-        key = callee.hash
-        hit = self._size_params.get(key)
+        parameters: the ``offsetof`` arguments recorded are those (looking into every argument
+        of every call costs the parse measurably).  An offsetof passed as another integer type
+        is not recorded, which leaves that parameter's offset reads unconfined (link counts it
+        as a call without offsetof)."""
+        return self._param_indices(callee, self._size_params,
+                                   lambda pt: pt.get_canonical().kind == TK.ULONG)
+
+    @staticmethod
+    def _param_indices(callee: ci.Cursor, memo: dict[int, list[int]],
+                       keep: Callable[[ci.Type], bool]) -> list[int]:
+        """Indices of the parameters of a function's type that ``keep`` accepts, memoized per
+        declaration (calls of one callee are many)."""
+        hit = memo.get(callee.hash)
         if hit is None:
             ft = callee.type.get_canonical()
-            hit = [i for i, pt in enumerate(ft.argument_types())
-                   if pt.get_canonical().kind == TK.ULONG] \
+            hit = [i for i, pt in enumerate(ft.argument_types()) if keep(pt)] \
                 if ft.kind == TK.FUNCTIONPROTO else []
-            self._size_params[key] = hit
+            memo[callee.hash] = hit
         return hit
 
     def param_var(self, ref: ci.Cursor) -> str | None:
@@ -1391,8 +1398,7 @@ class FunctionWalker:
                 # '(struct request *)pdu - 1': the cast's result is moved off the object it
                 # was cast from (see cast()).
                 for kid in children(c):
-                    while kid.kind == K.PAREN_EXPR and children(kid):
-                        kid = children(kid)[0]
+                    kid = _unparen(kid)
                     if kid.kind == K.CSTYLE_CAST_EXPR:
                         self.offset_casts.add(kid.hash)
         elif k == K.VAR_DECL:
@@ -1685,9 +1691,7 @@ class FunctionWalker:
             return
         if to_rec == from_rec:
             return
-        operand = kids[-1]
-        while operand.kind == K.PAREN_EXPR and children(operand):
-            operand = children(operand)[0]
+        operand = _unparen(kids[-1])
         fact = {"from": from_t.spelling, "to": to_t.spelling, "from_record": from_rec,
                 "to_record": to_rec, "function": self.fid, **self.ex._loc(c)}
         if c.hash in self.offset_casts or (

@@ -80,9 +80,11 @@ in any slot of its type, so it is added to every field/variable result (then int
 the type layer).  One stored into a variable or struct field declared as an integer or
 ``void *`` (``ip = (unsigned long)ftrace_caller``) is not: it can reach a function-pointer slot
 again only as a value the facts cannot follow, which leaves that slot unconfined anyway.
-*Objects defined without initializer* hold NULL in every slot, but for run-time stores.  Address-taken functions
-whose type is unknown (defined nowhere the parser saw) are put into every type class.  Both are
-counted in ``metrics.json`` (``wild_functions``, ``untyped_address_taken``).
+Address-taken functions whose type is unknown (defined nowhere the parser saw) are put into
+every type class.  Both are counted in ``metrics.json`` (``wild_functions``,
+``untyped_address_taken``).
+
+*Objects defined without initializer* hold NULL in every slot, but for run-time stores.
 
 *Unions.*  A store through one member is a store to the others: every field of a record named
 ``union ...`` is one slot ``(union X, *)``.

@@ -78,6 +78,8 @@ def clang_version() -> str:
 
 
 _VISITOR = ctypes.CFUNCTYPE(ctypes.c_int, ci.Cursor, ci.Cursor, ctypes.py_object)
+_raw.clang_getLocationForOffset.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint]
+_raw.clang_getLocationForOffset.restype = ci.SourceLocation
 _raw.clang_visitChildren.argtypes = [ci.Cursor, _VISITOR, ctypes.py_object]
 _raw.clang_visitChildren.restype = ctypes.c_uint
 
@@ -101,6 +103,110 @@ def children(c: ci.Cursor) -> list[ci.Cursor]:
     out.tu = c._tu
     _raw.clang_visitChildren(c, _COLLECT, out)
     return out
+
+
+_NULL_CURSOR_KIND = ci.CursorKind.INVALID_FILE.value  # clang_getNullCursor()'s kind, data all 0
+
+
+def _cursor_result(res: ci.Cursor, fn: Any, args: tuple) -> ci.Cursor | None:
+    """cindex's Cursor.from_result without its clang_equalCursors call and its scan of the
+    arguments for a translation unit: the walk asks ~10^4 referenced/semantic_parent/canonical
+    cursors per TU.  Null is what clang_equalCursors(res, clang_getNullCursor()) tests."""
+    if res._kind_id == _NULL_CURSOR_KIND and not any(res.data):
+        return None
+    res._tu = args[0]._tu
+    return res
+
+
+def _type_result(res: ci.Type, fn: Any, args: tuple) -> ci.Type:
+    """cindex's Type.from_result without its hasattr scan of the arguments."""
+    res._tu = args[0]._tu
+    return res
+
+
+# Installed on cindex's own function objects, so every cindex user in the process gets them.
+# Only entry points whose first argument carries the TU (a Cursor or a Type); the TU cursor's
+# (clang_getTranslationUnitCursor(tu)) keeps cindex's check.
+for _name, *_sig in ci.functionList:
+    if len(_sig) == 3 and _sig[0] and _sig[0][0] in (ci.Cursor, ci.Type):
+        if _sig[2] in (ci.Cursor.from_result, ci.Cursor.from_cursor_result):
+            getattr(_lib, _name).errcheck = _cursor_result
+        elif _sig[2] is ci.Type.from_result:
+            getattr(_lib, _name).errcheck = _type_result
+
+
+def _argument_types(ft: ci.Type) -> list[ci.Type]:
+    """A function prototype's parameter types: cindex's Type.argument_types() defines an
+    iterator class (an ABC) on every call, which costs more than reading the types.  Stops
+    at the first invalid one, as that iterator does."""
+    out = []
+    for i in range(_lib.clang_getNumArgTypes(ft)):
+        t = _lib.clang_getArgType(ft, i)
+        if t._kind_id == TK.INVALID.value:
+            break
+        out.append(t)
+    return out
+
+
+class _TopLevel(list):
+    """The top-level cursors :meth:`Extractor.run` walks, chosen inside the visitor.
+
+    A TU's top level is ~10^4 cursors, all but ~1% from headers (prototypes and static
+    inlines); choosing in the callback, with the cheapest test first, costs less than half of
+    listing them and filtering after, which saves ~5% of the bare parse's time
+    (bench/parse_overhead.py).  ``lo``..``hi``
+    are the raw encodings of the main file's first and last offsets: a file location (not a
+    macro one) is in the main file iff its raw encoding is in that range, since clang gives
+    each file entry one contiguous range of the source manager's offsets.  Macro locations
+    (``BPF_CALL_x``) and TUs that ``#include`` a ``.c`` file ask for the expansion file.
+    """
+
+    __slots__ = ("tu", "lo", "hi", "wanted", "other_files", "fptr")
+
+
+_MACRO_LOCATION = 1 << 31  # clang::SourceLocation::MacroIDBit
+
+
+def _in_wanted_file(c: ci.Cursor, out: _TopLevel) -> bool:
+    loc = _lib.clang_getCursorLocation(c)
+    raw = loc.int_data
+    if not raw & _MACRO_LOCATION:
+        if out.lo <= raw <= out.hi:
+            return True
+        if not out.other_files:
+            return False
+    _raw.clang_getInstantiationLocation(loc, ctypes.byref(out.fptr), None, None, None)
+    return out.fptr.value in out.wanted
+
+
+def _collect_top(c: ci.Cursor, parent: ci.Cursor, out: _TopLevel) -> int:
+    """Keep the function definitions and the variables of the main file (and of the ``.c``
+    files it includes), and the definitions a header makes this TU emit.
+
+    ``#include <linux/lsm_hook_defs.h>`` under a LSM_HOOK() that defines functions
+    (kernel/bpf/bpf_lsm.c), CREATE_TRACE_POINTS + include/trace/events/*.h: out-of-line
+    functions and initialised objects whose expansion site is the header are walked like the
+    main file's.  A header's inline functions are not: they are extracted once per run when
+    something uses them.
+    """
+    kind = c._kind_id
+    if kind == _FUNCTION_DECL:
+        if not _raw.clang_isCursorDefinition(c):
+            return 1
+        if _raw.clang_Cursor_isFunctionInlined(c) and not _in_wanted_file(c, out):
+            return 1
+    elif kind == _VAR_DECL:
+        if not _in_wanted_file(c, out) and _raw.clang_Cursor_isNull(
+                _raw.clang_Cursor_getVarDeclInitializer(c)):
+            return 1
+    else:
+        return 1  # typedefs, records, enums: most of a TU's top level, all headers'
+    c._tu = out.tu
+    out.append(c)
+    return 1
+
+
+_COLLECT_TOP = _VISITOR(_collect_top)
 
 
 # cindex's Cursor.kind looks the kind up through a checked classmethod on every read; the walk
@@ -471,7 +577,7 @@ class Extractor:
         hit = memo.get(callee.hash)
         if hit is None:
             ft = callee.type.get_canonical()
-            hit = [i for i, pt in enumerate(ft.argument_types()) if keep(pt)] \
+            hit = [i for i, pt in enumerate(_argument_types(ft)) if keep(pt)] \
                 if ft.kind == TK.FUNCTIONPROTO else []
             memo[callee.hash] = hit
         return hit
@@ -655,7 +761,7 @@ class Extractor:
             f = self.rel(d.location.file)
             hkey = None
             # Only inline header functions are shared documents; an out-of-line one is
-            # emitted (and walked) by each TU that defines it, see _emitted_from_header().
+            # emitted (and walked) by each TU that defines it, see _collect_top().
             if d.is_definition() and is_header(f) and _raw.clang_Cursor_isFunctionInlined(d):
                 loc = d.location
                 hkey = self.header_key(f, loc.line, loc.column, name)
@@ -694,22 +800,24 @@ class Extractor:
         main_text = self.text_of(self.main_file)
         # Compare CXFile pointers of expansion locations: a function made by a macro
         # (BPF_CALL_x) is *spelled* in filter.h but *expanded* in the main file.
-        wanted = {self._file_ptr(self.main_file)}
+        main_ptr = self._file_ptr(self.main_file)
+        top = _TopLevel()
+        top.tu, top.fptr = self.tu, ctypes.c_void_p()
+        top.wanted = {main_ptr}
         if _INCLUDES_C_RE.search(main_text):  # walking every inclusion costs ~7 ms per TU
-            wanted |= {self._file_ptr(f) for f in self._included_c_files()}
-        wanted.discard(None)
-        fptr = ctypes.c_void_p()
-        for c in children(self.tu.cursor):
-            kind = c._kind_id
-            if kind != _FUNCTION_DECL and kind != _VAR_DECL:
-                continue  # typedefs, records, enums: most of a TU's top level, all headers'
-            _raw.clang_getInstantiationLocation(_lib.clang_getCursorLocation(c),
-                                                ctypes.byref(fptr), None, None, None)
-            if fptr.value not in wanted and not self._emitted_from_header(c):
-                continue
-            if kind == _FUNCTION_DECL:
-                if c.is_definition():
-                    self.sink["functions"].append(self.function(c))
+            top.wanted |= {self._file_ptr(f) for f in self._included_c_files()}
+        top.wanted.discard(None)
+        top.other_files = len(top.wanted) > 1
+        top.lo = top.hi = 0
+        if main_ptr is not None and main_text:
+            top.lo = _raw.clang_getLocationForOffset(self.tu.obj, main_ptr, 0).int_data
+            top.hi = _raw.clang_getLocationForOffset(self.tu.obj, main_ptr, len(main_text)).int_data
+        if not top.lo or top.hi <= top.lo:  # no range: every location asks for its file
+            top.lo, top.hi, top.other_files = 1, 0, True
+        _raw.clang_visitChildren(self.tu.cursor, _COLLECT_TOP, top)
+        for c in top:
+            if c._kind_id == _FUNCTION_DECL:
+                self.sink["functions"].append(self.function(c))
             else:
                 self.global_var(c)
         if BTF_TEXT_RE.search(main_text):
@@ -721,22 +829,6 @@ class Extractor:
                 at["type"] = self.fn_types.get(at["id"])
         self.doc["header_functions"] = sorted(set(self.doc["header_functions"]))
         return self.doc
-
-    @staticmethod
-    def _emitted_from_header(c: ci.Cursor) -> bool:
-        """A definition a header makes this TU emit: walk it like the main file's.
-
-        ``#include <linux/lsm_hook_defs.h>`` under a LSM_HOOK() that defines functions
-        (kernel/bpf/bpf_lsm.c), CREATE_TRACE_POINTS + include/trace/events/*.h: out-of-line
-        functions and initialised objects whose expansion site is the header.  Inline
-        functions are not here: they are extracted once per run when something uses them.
-        """
-        k = c._kind_id
-        if k == _FUNCTION_DECL:
-            return bool(_raw.clang_isCursorDefinition(c)) and not _raw.clang_Cursor_isFunctionInlined(c)
-        if k == _VAR_DECL:
-            return not _raw.clang_Cursor_isNull(_raw.clang_Cursor_getVarDeclInitializer(c))
-        return False
 
     def _file_ptr(self, name: str) -> int | None:
         return _raw.clang_getFile(self.tu.obj, name.encode()) or None

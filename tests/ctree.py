@@ -18,14 +18,18 @@ GCC_ONLY = ["-fconserve-stack", "-fno-allow-store-data-races", "-mrecord-mcount"
 
 
 def compile_tree(src: Path, build: Path, *, include: str = "include",
-                 extra: list[str] | None = None) -> Path:
-    """Compile every ``*.c`` under ``src``; returns the compile_commands.json path."""
+                 extra: list[str] | None = None, included: tuple[str, ...] = ()) -> Path:
+    """Compile every ``*.c`` under ``src`` but the ``included`` ones (paths relative to
+    ``src``: ``.c`` files another one ``#include``s, as kernel/sched/build_policy.c does);
+    returns the compile_commands.json path."""
     gcc = shutil.which("gcc")
     assert gcc, "gcc is needed to compile fixtures (apt-get install gcc)"
     build.mkdir(parents=True, exist_ok=True)
     entries = []
     for c in sorted(src.rglob("*.c")):
         rel = c.relative_to(src)
+        if str(rel) in included:
+            continue
         obj = build / rel.with_suffix(".o")
         obj.parent.mkdir(parents=True, exist_ok=True)
         args = [gcc, "-O2", "-fstack-usage", "-D__KERNEL__", "-std=gnu11", "-nostdinc",

@@ -343,6 +343,44 @@ def test_functions_a_header_makes_the_tu_define(parsed):
     assert [c["callee"] for c in hooks[0]["calls"]] == ["cg_func_proto@helpers.c"]
 
 
+def test_top_level_is_the_main_file_and_the_c_files_it_includes(tmp_path):
+    """What a TU walks: its own definitions and variables, those of a ``.c`` file it
+    includes (kernel/sched/build_policy.c), a function a macro defines there (a macro
+    location) — not a header's prototypes, extern variables and inline functions."""
+    from pipeline.build import load_compile_commands
+    from pipeline.facts import PathMap
+    from pipeline.parse import make_tasks, parse_one
+
+    src = tmp_path / "src"
+    (src / "include").mkdir(parents=True)
+    (src / "include" / "hdr.h").write_text(
+        "extern int hdr_decl(int);\n"
+        "extern void (*hdr_hook)(void);\n"
+        "static inline int hdr_inline(int x) { return hdr_decl(x) - 1; }\n"
+        "#define DEFINE_CB(name) void name(void) { }\n")
+    (src / "part.c").write_text(
+        "DEFINE_CB(part_cb)\n"
+        "static void (*part_hook)(void) = part_cb;\n"
+        "static inline int part_inline(int x) { return x * 3; }\n"
+        "int part_fn(int x) { part_hook(); return part_inline(x); }\n")
+    (src / "unit.c").write_text(
+        '#include "hdr.h"\n'
+        "void (*main_hook)(void);\n"
+        '#include "part.c"\n'
+        "static inline int main_inline(int x) { return x + 1; }\n"
+        "int use(int x) { return main_inline(x) + hdr_inline(x) + part_fn(x); }\n")
+    cc = compile_tree(src, tmp_path / "build", included=("part.c",))
+    paths = PathMap(str(src), str(tmp_path / "build"))
+    (task,) = make_tasks(load_compile_commands(cc), paths)[0]
+    r = parse_one(task, None, os.path.realpath(src), os.path.realpath(tmp_path / "build"))
+    doc = r["doc"]
+    assert doc["status"] == "ok", doc["diagnostics"]
+    assert sorted(f["id"] for f in doc["functions"]) == [
+        "main_inline@unit.c", "part_cb", "part_fn", "part_inline@part.c", "use"]
+    assert sorted(o["id"] for o in doc["objects"]) == ["main_hook", "part_hook@part.c"]
+    assert [h["function"]["id"] for h in r["headers"]] == ["hdr_inline@include/hdr.h"]
+
+
 def test_attributes_inside_macros_come_from_the_ast(parsed):
     stub = fn(parsed, "helpers.c", "__x64_sys_bpf")
     assert stub["linkage"] == "weak" and "weak" in stub["attrs"]

@@ -15,8 +15,8 @@ file has rows of that name (macro-made functions whose recorded file differs).  
 with no row was inlined everywhere: frame 0, ``inlined``.  A helper's ``____name`` body is inline
 by construction (``BPF_CALL_n``).  A function defined in a ``.c`` file that produced no ``.su`` at
 all (not compiled, or failed) and an undefined function have an unknown frame (None) — except
-the kernel's build-error stubs (``__compiletime_assert_N`` and friends, :data:`BUILD_ERROR_STUBS`),
-which no built kernel calls.
+the kernel's build-error stubs (``__bad_size_call_parameter`` and friends,
+:data:`BUILD_ERROR_STUBS`), which no built kernel calls.
 
 Worst case.  ``max_stack(n) = frame(n) + max(max_stack(callee))``, computed once per strongly
 connected component in reverse topological order of the condensation, so the whole graph costs
@@ -63,9 +63,10 @@ MAX_BPF_STACK = 512
 # optimisation fails the build (an error attribute, or an undefined symbol at link time), so in a
 # kernel that built no such call is left.  The source-level graph still has the call (it sits in a
 # branch the compiler removes); these are not unknown frames, they never run: frame 0, bounded.
+# (compiletime_assert()'s __compiletime_assert_N calls are not in the facts at all: see
+# pipeline.extract.)
 BUILD_ERROR_STUBS = re.compile(
-    r"__compiletime_assert_\d+"  # include/linux/compiler_types.h: compiletime_assert()
-    r"|__bad_size_call_parameter"  # include/linux/percpu-defs.h
+    r"__bad_size_call_parameter"  # include/linux/percpu-defs.h
     r"|__(?:cmp)?xchg_wrong_size|__xadd_wrong_size|__add_wrong_size"  # arch/x86/.../cmpxchg.h
     r"|__get_user_bad|__put_user_bad"  # arch/x86/include/asm/uaccess.h
     r"|__bad_copy_from|__bad_copy_to"  # include/linux/thread_info.h: check_copy_size()

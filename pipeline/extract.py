@@ -28,7 +28,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 19
+EXTRACTOR_VERSION = 20
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -146,6 +146,23 @@ def _argument_types(ft: ci.Type) -> list[ci.Type]:
             break
         out.append(t)
     return out
+
+
+# include/linux/compiler.h: __UNIQUE_ID(prefix) pastes __COUNTER__ onto the prefix.
+_COUNTER_NAME_RE = re.compile(r"(__UNIQUE_ID_\w*?)\d+")
+# include/linux/compiler_types.h: compiletime_assert() declares and calls
+# __compiletime_assert_<__COUNTER__>, an error-attribute function; a call that survives
+# optimisation fails the build, so no built kernel has one.
+_COMPILETIME_ASSERT_RE = re.compile(r"__compiletime_assert_\d+")
+
+
+def stable_name(name: str) -> str:
+    """A declaration's name without its ``__COUNTER__`` suffix (``__UNIQUE_ID_rcu669`` ->
+    ``__UNIQUE_ID_rcu``, rcu_dereference's local).  The counter's value in a header's inline
+    function depends on what the TU expanded before, and a header function is extracted from
+    whichever TU reaches it first: with the counter, ids would depend on scheduling."""
+    m = _COUNTER_NAME_RE.fullmatch(name)
+    return m.group(1) if m else name
 
 
 class _TopLevel(list):
@@ -411,13 +428,17 @@ class Extractor:
     """Walks one parsed TU and builds its facts document (plus header-function documents)."""
 
     def __init__(self, tu: ci.TranslationUnit, main_file: str, paths: PathMap, *,
-                 file_hash: Any, seen_headers: set[str], store_has: Any = None):
+                 file_hash: Any, seen_headers: set[str], store_has: Any = None,
+                 header_context: str = ""):
         self.tu = tu
         self.main_file = main_file
         self.paths = paths
         self.file_hash = file_hash  # rel path -> content hash (memoised by the caller)
         self.seen_headers = seen_headers  # header-function keys already extracted (per process)
         self.store_has = store_has or (lambda key: False)
+        # What else a header function's facts depend on (see pipeline.parse.header_context):
+        # part of its key, beside its own file's content.
+        self.header_context = header_context
         self.doc = empty_tu(paths.rel(main_file))
         self._record_names: dict[int, str] = {}
         self._fn_ids: dict[int, tuple[str, str, str]] = {}
@@ -744,7 +765,7 @@ class Extractor:
                                          or ref.spelling == "_r_a_p__v"):
             return None
         _, line, col = self.where(ref)
-        return f"{self.current[1]}#local:{ref.spelling}:{line}:{col}"
+        return f"{self.current[1]}#local:{stable_name(ref.spelling)}:{line}:{col}"
 
     def fn_ident(self, decl: ci.Cursor) -> tuple[str, str, str]:
         """(id, linkage, rel file of the definition or declaration) of a function decl.
@@ -780,17 +801,23 @@ class Extractor:
     def var_ident(self, decl: ci.Cursor) -> str:
         d = decl.get_definition() or decl
         internal = d.linkage == ci.LinkageKind.INTERNAL or d.linkage == ci.LinkageKind.NO_LINKAGE
-        f = self.rel(d.location.file)
+        loc = d.location
+        f = self.rel(loc.file)
+        name = d.spelling
+        if (stable := stable_name(name)) != name:
+            # __UNIQUE_ID_x<counter> (__ADDRESSABLE's static locals): the place keeps apart
+            # what the counter did.
+            name = f"{stable}:{loc.line}:{loc.column}"
         if d.semantic_parent is not None and d.semantic_parent.kind == K.FUNCTION_DECL:
-            return f"{d.semantic_parent.spelling}.{d.spelling}@{f}"  # a function's static local
-        return f"{d.spelling}@{f}" if internal else d.spelling
+            return f"{d.semantic_parent.spelling}.{name}@{f}"  # a function's static local
+        return f"{name}@{f}" if internal else name
 
     # ---- header functions ----------------------------------------------------------------
 
     def header_key(self, rel_file: str, line: int, col: int, name: str) -> str:
         h = hashlib.sha256(
             f"{FACTS_SCHEMA}|{EXTRACTOR_VERSION}|{rel_file}|{line}|{col}|{name}|"
-            f"{self.file_hash(rel_file)}".encode()
+            f"{self.file_hash(rel_file)}|{self.header_context}".encode()
         ).hexdigest()
         return "h" + h[:40]
 
@@ -977,7 +1004,7 @@ class Extractor:
     def _object(self, c: ci.Cursor, vid: str, entries: list[dict[str, Any]]) -> None:
         loc = c.location
         self.sink["objects"].append({
-            "id": vid, "name": c.spelling,
+            "id": vid, "name": stable_name(c.spelling),
             "linkage": "internal" if "@" in vid else "external",
             "type": self.record_of_type(c.type) or _canon(c.type), "file": self.rel(loc.file),
             "line": loc.line, "entries": entries,
@@ -1280,7 +1307,8 @@ class Extractor:
                     return layers, {"kind": "other", "subscript": subscript}
                 rk = ref.kind
                 if rk == K.PARM_DECL:
-                    base = {"kind": "param", "name": ref.spelling, "subscript": subscript}
+                    base = {"kind": "param", "name": stable_name(ref.spelling),
+                            "subscript": subscript}
                     if not subscript and (pid := self.param_var(ref)):
                         base["id"] = pid
                     return layers, base
@@ -1291,10 +1319,11 @@ class Extractor:
                                                                    TK.INCOMPLETEARRAY)
                         kind = "array" if (subscript and is_arr and not layers) else (
                             "static" if "@" in vid else "global")
-                        return layers, {"kind": kind, "id": vid, "name": ref.spelling,
+                        return layers, {"kind": kind, "id": vid,
+                                        "name": stable_name(ref.spelling),
                                         "subscript": subscript}
-                    base = {"kind": "local", "name": ref.spelling, "hash": ref.hash,
-                            "subscript": subscript}
+                    base = {"kind": "local", "name": stable_name(ref.spelling),
+                            "hash": ref.hash, "subscript": subscript}
                     if not subscript and (lid := self.local_var_id(ref)):
                         base["id"] = lid
                     return layers, base
@@ -1647,8 +1676,8 @@ class FunctionWalker:
                 target.referenced.kind == K.FUNCTION_DECL:
             ref = target.referenced
             name = ref.spelling
-            if name.startswith("__builtin_") or name.startswith("__sync_") or \
-                    name.startswith("__atomic_"):
+            if name.startswith(("__builtin_", "__sync_", "__atomic_")) or \
+                    _COMPILETIME_ASSERT_RE.fullmatch(name):
                 return
             if name.startswith("__SCT__"):
                 # static_call(x)(...) calls the trampoline __SCT__x, which jumps to whatever

@@ -21,7 +21,8 @@ The symbol table follows the linker:
 - header static inlines come from header-function documents, once per run (dedupe by id);
 - a function called or address-taken but defined nowhere (assembly, a failed TU) becomes a node
   with ``defined: false`` so edges never dangle; compiler builtins are left out (they are not
-  calls at run time);
+  calls at run time), and so are compiletime_assert()'s ``__compiletime_assert_N`` calls, which
+  the parser drops (no built kernel has one: see pipeline.extract);
 - two *strong* external definitions of one name can only come from code that is never linked
   together (modules, boot/vdso/EFI-stub objects beside vmlinux): one deterministic winner is kept
   (files that go into the kernel image first, then by path) and the others are listed in

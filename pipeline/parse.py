@@ -83,6 +83,16 @@ def _portable(s: str, paths: PathMap) -> str:
     return s.replace(paths.source_root, "@SRC@")
 
 
+def _local(s: str, paths: PathMap) -> str | None:
+    """A :func:`_portable` path in this run's trees (None: it names a build tree this run
+    does not have)."""
+    if s.startswith("@BUILD@"):
+        return paths.build_root + s[len("@BUILD@"):] if paths.build_root else None
+    if s.startswith("@SRC@"):
+        return paths.source_root + s[len("@SRC@"):]
+    return s
+
+
 def manifest_key(task: dict[str, Any], paths: PathMap) -> str:
     h = sha256_json([FACTS_SCHEMA, _extractor_version(), _portable(task["file"], paths),
                      [_portable(a, paths) for a in task["args"]]])
@@ -169,7 +179,8 @@ def parse_one(task: dict[str, Any], store_root: str | None, source_root: str,
 
     ex = Extractor(tu, task["file"], paths, file_hash=rel_hash,
                    seen_headers=_SEEN_HEADERS if skip_known_headers else set(),
-                   store_has=store.has if store else None)
+                   store_has=store.has if store else None,
+                   header_context=task.get("header_context", ""))
     doc = ex.run()
     diags = {"error": 0, "warning": 0, "fatal": 0, "first": []}
     for d in tu.diagnostics:
@@ -385,12 +396,15 @@ def run_parse(ctx: Context) -> StageResult:
     with tqdm(total=len(todo), unit="TU", desc="parse", disable=not ctx.progress,
               file=sys.stderr) as bar:
         if todo:
+            todo = with_header_context(store, todo, paths, hashes)
             run_tasks(ctx, [(t, True) for t in todo], on_result, store, source_root, build_root)
         # Header functions are extracted once per worker; a cached TU may name one whose entry
         # was evicted.  Re-extract those through a TU that uses them.
         closure, stale = _header_closure(docs, store)
         if stale:
-            redo = [t for t in tasks if set(docs[t["rel"]].get("header_functions", [])) & stale]
+            redo = with_header_context(store, [
+                t for t in tasks if set(docs[t["rel"]].get("header_functions", [])) & stale],
+                paths, hashes)
             bar.total = (bar.total or 0) + len(redo)
             run_tasks(ctx, [(t, False) for t in redo], on_result, store, source_root,
                       build_root)
@@ -455,17 +469,56 @@ def store_result(store: FactsStore, task: dict[str, Any], result: dict[str, Any]
         return None
     key = result_key(task, result["includes"], paths)
     store.put(key, doc)
-    store.put(manifest_key(task, paths), {"schema": FACTS_SCHEMA, "kind": "manifest",
-                                          "includes": result["includes"], "result": key})
+    # Portable paths: the manifest's key is (the same file and arguments in any tree), so
+    # another tree (6.12 after 6.1, a patched copy) must check *its own* files against it.
+    store.put(manifest_key(task, paths), {
+        "schema": FACTS_SCHEMA, "kind": "manifest", "result": key,
+        "includes": [[_portable(p, paths), d] for p, d in result["includes"]]})
     return key
+
+
+def header_context(store: FactsStore, tasks: list[dict[str, Any]], paths: PathMap,
+                   hashes: FileHashes) -> str:
+    """The context the header functions extracted for ``tasks`` are keyed under.
+
+    A header function's facts depend on more than its own file: the callees it names (their
+    keys carry *their* files' place and content), the records and macros of other headers.
+    Keyed by its own file alone, a store shared by two trees (6.1 and 6.12, whose
+    percpu-refcount.h is byte-identical while atomic-instrumented.h is not) or one tree
+    before and after a header edit hands one tree's facts to the other.  So the key also
+    carries this digest: the current content of every file the TUs to parse read at their
+    last parse (their manifests), and of their main files.  TUs found in the cache keep the
+    header functions their documents name, extracted when their files were what they are.
+    Cost: header functions are re-extracted once per worker in each run that parses something
+    in a new state, which a cold run does anyway.
+    """
+    files: dict[str, str] = {}
+    for task in tasks:
+        files[_portable(task["file"], paths)] = hashes(task["file"])
+        man = store.get(manifest_key(task, paths))
+        for p, _ in (man or {}).get("includes", ()):
+            if (local := _local(p, paths)) is not None:
+                files[p] = hashes(local)
+    return sha256_json(sorted(files.items()))[:20]
+
+
+def with_header_context(store: FactsStore, tasks: list[dict[str, Any]], paths: PathMap,
+                        hashes: FileHashes) -> list[dict[str, Any]]:
+    """``tasks``, each carrying the :func:`header_context` of them all."""
+    ctx = header_context(store, tasks, paths, hashes)
+    return [{**t, "header_context": ctx} for t in tasks]
 
 
 def cached_result(store: FactsStore, task: dict[str, Any], paths: PathMap,
                   hashes: FileHashes) -> tuple[str, dict[str, Any]] | None:
     """(key, document) of a TU whose last parse read files that are all unchanged."""
     man = store.get(manifest_key(task, paths))
-    if man is None or not all(hashes(p) == h for p, h in man["includes"]):
+    if man is None:
         return None
+    for p, h in man["includes"]:
+        local = _local(p, paths)
+        if local is None or hashes(local) != h:
+            return None
     doc = store.get(man["result"])
     return (man["result"], doc) if doc is not None else None
 
@@ -494,7 +547,9 @@ class ParseAhead:
         self.store, self.jobs, self.idle = store, jobs, idle
         tasks, _ = make_tasks(entries, self.paths)  # generated .c files do not exist yet
         hashes = FileHashes()
-        self.tasks = [t for t in tasks if cached_result(store, t, self.paths, hashes) is None]
+        self.tasks = with_header_context(
+            store, [t for t in tasks if cached_result(store, t, self.paths, hashes) is None],
+            self.paths, hashes)
         self.counts = {"planned": len(entries), "already_cached": len(tasks) - len(self.tasks),
                        "parsed": 0, "kept": 0, "deferred": 0}
         self._stop = threading.Event()

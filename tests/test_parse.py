@@ -343,42 +343,147 @@ def test_functions_a_header_makes_the_tu_define(parsed):
     assert [c["callee"] for c in hooks[0]["calls"]] == ["cg_func_proto@helpers.c"]
 
 
-def test_top_level_is_the_main_file_and_the_c_files_it_includes(tmp_path):
-    """What a TU walks: its own definitions and variables, those of a ``.c`` file it
-    includes (kernel/sched/build_policy.c), a function a macro defines there (a macro
-    location) — not a header's prototypes, extern variables and inline functions."""
+def _tiny_tree(tmp_path: Path, files: dict[str, str], included: tuple[str, ...] = ()
+               ) -> dict[str, dict[str, Any]]:
+    """Compile a few files and extract each TU on its own (no facts store: every TU
+    extracts the header functions it uses); {TU file: parse_one's result}."""
     from pipeline.build import load_compile_commands
     from pipeline.facts import PathMap
     from pipeline.parse import make_tasks, parse_one
 
-    src = tmp_path / "src"
-    (src / "include").mkdir(parents=True)
-    (src / "include" / "hdr.h").write_text(
-        "extern int hdr_decl(int);\n"
-        "extern void (*hdr_hook)(void);\n"
-        "static inline int hdr_inline(int x) { return hdr_decl(x) - 1; }\n"
-        "#define DEFINE_CB(name) void name(void) { }\n")
-    (src / "part.c").write_text(
-        "DEFINE_CB(part_cb)\n"
-        "static void (*part_hook)(void) = part_cb;\n"
-        "static inline int part_inline(int x) { return x * 3; }\n"
-        "int part_fn(int x) { part_hook(); return part_inline(x); }\n")
-    (src / "unit.c").write_text(
-        '#include "hdr.h"\n'
-        "void (*main_hook)(void);\n"
-        '#include "part.c"\n'
-        "static inline int main_inline(int x) { return x + 1; }\n"
-        "int use(int x) { return main_inline(x) + hdr_inline(x) + part_fn(x); }\n")
-    cc = compile_tree(src, tmp_path / "build", included=("part.c",))
-    paths = PathMap(str(src), str(tmp_path / "build"))
-    (task,) = make_tasks(load_compile_commands(cc), paths)[0]
-    r = parse_one(task, None, os.path.realpath(src), os.path.realpath(tmp_path / "build"))
-    doc = r["doc"]
-    assert doc["status"] == "ok", doc["diagnostics"]
-    assert sorted(f["id"] for f in doc["functions"]) == [
+    src, build = tmp_path / "src", tmp_path / "build"
+    for rel, text in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(text)
+    cc = compile_tree(src, build, included=included)
+    tasks, bad = make_tasks(load_compile_commands(cc), PathMap(str(src), str(build)))
+    assert not bad
+    out = {}
+    for task in tasks:
+        r = parse_one(task, None, os.path.realpath(src), os.path.realpath(build),
+                      skip_known_headers=False)
+        assert r["doc"]["status"] == "ok", r["doc"]["diagnostics"]
+        out[task["rel"]] = r
+    return out
+
+
+def test_top_level_is_the_main_file_and_the_c_files_it_includes(tmp_path):
+    """What a TU walks: its own definitions and variables, those of a ``.c`` file it
+    includes (kernel/sched/build_policy.c), a function a macro defines there (a macro
+    location) — not a header's prototypes, extern variables and inline functions."""
+    tus = _tiny_tree(tmp_path, {
+        "include/hdr.h":
+            "extern int hdr_decl(int);\n"
+            "extern void (*hdr_hook)(void);\n"
+            "static inline int hdr_inline(int x) { return hdr_decl(x) - 1; }\n"
+            "#define DEFINE_CB(name) void name(void) { }\n",
+        "part.c":
+            "DEFINE_CB(part_cb)\n"
+            "static void (*part_hook)(void) = part_cb;\n"
+            "static inline int part_inline(int x) { return x * 3; }\n"
+            "int part_fn(int x) { part_hook(); return part_inline(x); }\n",
+        "unit.c":
+            '#include "hdr.h"\n'
+            "void (*main_hook)(void);\n"
+            '#include "part.c"\n'
+            "static inline int main_inline(int x) { return x + 1; }\n"
+            "int use(int x) { return main_inline(x) + hdr_inline(x) + part_fn(x); }\n",
+    }, included=("part.c",))
+    r = tus["unit.c"]
+    assert sorted(f["id"] for f in r["doc"]["functions"]) == [
         "main_inline@unit.c", "part_cb", "part_fn", "part_inline@part.c", "use"]
-    assert sorted(o["id"] for o in doc["objects"]) == ["main_hook", "part_hook@part.c"]
+    assert sorted(o["id"] for o in r["doc"]["objects"]) == ["main_hook", "part_hook@part.c"]
     assert [h["function"]["id"] for h in r["headers"]] == ["hdr_inline@include/hdr.h"]
+
+
+# include/linux/compiler.h and compiler_types.h, reduced.
+COUNTER_H = """
+#define ___PASTE(a, b) a##b
+#define __PASTE(a, b) ___PASTE(a, b)
+#define __UNIQUE_ID(prefix) __PASTE(__PASTE(__UNIQUE_ID_, prefix), __COUNTER__)
+#define __compiletime_assert(cond, msg, prefix, suffix) do { \\
+        extern void prefix ## suffix(void) __attribute__((__error__(msg))); \\
+        if (!(cond)) prefix ## suffix(); } while (0)
+#define _compiletime_assert(cond, msg, prefix, suffix) \\
+        __compiletime_assert(cond, msg, prefix, suffix)
+#define BUILD_BUG_ON(cond) _compiletime_assert(!(cond), "bad", __compiletime_assert_, __COUNTER__)
+#define __deref(p, local) ({ struct ops *local = (p); local; })
+#define deref(p) __deref(p, __UNIQUE_ID(rcu))
+struct ops { int (*fn)(int); };
+int twice(int x);
+static inline int call_ops(struct ops *o, int x)
+{
+        static int (*__UNIQUE_ID(hook))(int) __attribute__((used)) = twice;
+        BUILD_BUG_ON(sizeof(x) != 4);
+        return deref(o)->fn(x);
+}
+"""
+
+
+def test_header_function_facts_do_not_depend_on_the_tu_that_extracts_them(tmp_path):
+    """__COUNTER__ (rcu_dereference's __UNIQUE_ID local, __ADDRESSABLE's static local,
+    compiletime_assert's function) has another value in each TU that expands a header's
+    inline function; whichever TU extracts it first, its facts are the same, and
+    compiletime_assert's call (never in a built kernel) is not a call."""
+    tus = _tiny_tree(tmp_path, {
+        "include/uniq.h": COUNTER_H,
+        "a.c": '#include "uniq.h"\nint twice(int x) { return 2 * x; }\n'
+               "int a(struct ops *o) { return call_ops(o, 1); }\n",
+        "b.c": "static int c0 = __COUNTER__, c1 = __COUNTER__, c2 = __COUNTER__;\n"
+               '#include "uniq.h"\nint b(struct ops *o) { return call_ops(o, c0 + c1 + c2); }\n',
+    })
+    (ha,), (hb,) = tus["a.c"]["headers"], tus["b.c"]["headers"]
+    assert ha == hb
+    fn = ha["function"]
+    assert fn["id"] == "call_ops@include/uniq.h"
+    assert [c["kind"] for c in fn["calls"]] == ["indirect"]
+    (obj,) = ha["objects"]
+    assert obj["id"] == "call_ops.__UNIQUE_ID_hook:17:22@include/uniq.h"
+    text = json.dumps(ha)
+    assert "__UNIQUE_ID_rcu" in text
+    assert "__compiletime_assert" not in text and "__UNIQUE_ID_rcu0" not in text
+
+
+def test_two_trees_sharing_a_store_keep_their_own_facts(tmp_path):
+    """6.1 after 6.12 (or a patched copy of a tree) with one facts store: the same file and
+    arguments, a byte-identical header whose inline function calls into a header that
+    differs.  Neither the TU cache (keyed by file and arguments) nor the header function's
+    document (keyed by its own file) may hand the first tree's facts to the second."""
+    import gzip
+
+    from tests.conftest import run_kcg
+
+    common = {
+        "include/ref.h": '#include "atomic.h"\nstruct ref { int v; };\n'
+                         "static inline int ref_get(struct ref *r) { return inc_ret(&r->v); }\n",
+        "user.c": '#include "ref.h"\nint use(struct ref *r) { return ref_get(r); }\n',
+    }
+    trees = {
+        "old": {"include/atomic.h": "static inline int inc_ret(int *v) { return ++*v; }\n"},
+        "new": {"include/atomic.h": "static inline int raw_inc(int *v) { return ++*v; }\n"
+                                    "static inline int inc_ret(int *v) { return raw_inc(v); }\n"},
+    }
+    store = tmp_path / "store"
+    graphs = {}
+    for name, files in trees.items():
+        src = tmp_path / name / "src"
+        for rel, text in {**common, **files}.items():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            (src / rel).write_text(text)
+        cc = compile_tree(src, tmp_path / name / "build")
+        out = tmp_path / name / "out"
+        r = run_kcg("run", "--source", src, "--compile-commands", cc, "--output", out, "--to",
+                    "link", "--facts-store", store, "--no-progress")
+        assert r.returncode == 0, r.stderr
+        linked = json.loads(gzip.decompress((out / "linked.json.gz").read_bytes()))
+        graphs[name] = ({n["id"]: n.get("line") for n in linked["nodes"]},
+                        sorted((e["src"], e["dst"]) for e in linked["direct_edges"]))
+    nodes, edges = graphs["new"]
+    assert nodes["inc_ret@include/atomic.h"] == 2
+    assert ("inc_ret@include/atomic.h", "raw_inc@include/atomic.h") in edges
+    assert ("ref_get@include/ref.h", "inc_ret@include/atomic.h") in edges
+    old_nodes, old_edges = graphs["old"]
+    assert old_nodes["inc_ret@include/atomic.h"] == 1 and "raw_inc@include/atomic.h" not in old_nodes
 
 
 def test_attributes_inside_macros_come_from_the_ast(parsed):
@@ -400,5 +505,12 @@ def test_evicted_header_function_is_extracted_again(parsed):
     r = run_kcg("run", "--source", parsed["src"], "--compile-commands", parsed["cc"], "--output",
                 parsed["out"], "--to", "parse", "--facts-store", parsed["store"], "--no-progress")
     assert r.returncode == 0 and "could not be extracted" not in r.stdout, r.stdout
-    assert store.has(key)
-    assert key in read_json(parsed["out"] / "parse.json")["header_functions"]
+    # Extracted again, under the key of this run's context (pipeline.parse.header_context:
+    # the key it had if that run parsed the same TUs in the same state, else a new one).
+    keys = read_json(parsed["out"] / "parse.json")["header_functions"]
+    assert all(store.has(k) for k in keys)
+    # TUs parsed in different runs may name different documents of one header function:
+    # extracted from the same files, they say the same.
+    docs = [store.get(k)["function"] for k in keys]
+    mine = [d for d in docs if d["id"] == "map_id@include/kbpf.h"]
+    assert mine and all(d == mine[0] for d in mine)

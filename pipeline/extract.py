@@ -28,7 +28,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 20
+EXTRACTOR_VERSION = 21
 
 K = ci.CursorKind
 TK = ci.TypeKind

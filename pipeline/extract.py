@@ -28,7 +28,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 21
+EXTRACTOR_VERSION = 22
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -1139,12 +1139,12 @@ class Extractor:
         if k == K.DECL_REF_EXPR:
             ref = e.referenced
             if ref is None:
-                return [{"kind": "nonconst", "what": "other", "text": e.spelling}]
+                return [{"kind": "nonconst", "what": "other", "text": stable_name(e.spelling)}]
             rk = ref.kind
             if rk == K.FUNCTION_DECL:
                 return [{"kind": "function", "id": self.fn_ident(ref)[0]}]
             if rk == K.PARM_DECL:
-                v = {"kind": "nonconst", "what": "param", "text": ref.spelling}
+                v = {"kind": "nonconst", "what": "param", "text": stable_name(ref.spelling)}
                 if pid := self.param_var(ref):
                     v["id"] = pid
                 return [v]
@@ -1154,16 +1154,16 @@ class Extractor:
                     if rt.kind in (TK.RECORD, TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
                         return [{"kind": "object", "id": self.var_ident(ref)}]
                     if not self.tracked_type(ref.type):
-                        return [{"kind": "nonconst", "what": "other", "text": ref.spelling}]
+                        return [{"kind": "nonconst", "what": "other", "text": stable_name(ref.spelling)}]
                     return [{"kind": "nonconst", "what": "global", "id": self.var_ident(ref),
-                             "text": ref.spelling}]
-                v = {"kind": "nonconst", "what": "local", "text": ref.spelling}
+                             "text": stable_name(ref.spelling)}]
+                v = {"kind": "nonconst", "what": "local", "text": stable_name(ref.spelling)}
                 if lid := self.local_var_id(ref):
                     v["id"] = lid
                 return [v]
             if rk == K.ENUM_CONSTANT_DECL:
-                return [{"kind": "nonconst", "what": "other", "text": ref.spelling}]
-            return [{"kind": "nonconst", "what": "other", "text": ref.spelling}]
+                return [{"kind": "nonconst", "what": "other", "text": stable_name(ref.spelling)}]
+            return [{"kind": "nonconst", "what": "other", "text": stable_name(ref.spelling)}]
         if k == K.UNARY_OPERATOR:
             op = _lib.clang_getCursorUnaryOperatorKind(e)
             kids = children(e)
@@ -1212,10 +1212,10 @@ class Extractor:
             return [v]
         if k in (K.MEMBER_REF_EXPR, K.ARRAY_SUBSCRIPT_EXPR) and not self.tracked_type(e.type):
             # A void * (or integer) slot: its writes are not recorded.
-            return [{"kind": "nonconst", "what": "other", "text": e.spelling}]
+            return [{"kind": "nonconst", "what": "other", "text": stable_name(e.spelling)}]
         if k == K.MEMBER_REF_EXPR:
             layers, base = self.chain(e)
-            return [{"kind": "nonconst", "what": "field", "layers": layers, "text": e.spelling}]
+            return [{"kind": "nonconst", "what": "field", "layers": layers, "text": stable_name(e.spelling)}]
         if k == K.ARRAY_SUBSCRIPT_EXPR:
             layers, base = self.chain(e)
             return [{"kind": "nonconst", "what": "field" if layers else base.get("kind", "other"),
@@ -1904,8 +1904,8 @@ def _expr_text(ex: Extractor, e: ci.Cursor) -> str:
     ext = e.extent
     s, t = ext.start, ext.end
     if s.file is None or t.file is None or s.file.name != t.file.name or t.offset <= s.offset:
-        return e.spelling
+        return stable_name(e.spelling)
     text = ex.text_of(s.file.name)[s.offset:t.offset]
     if len(text) > 200:
-        return e.spelling
+        return stable_name(e.spelling)
     return " ".join(text.decode(errors="replace").split())

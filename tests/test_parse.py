@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -417,6 +418,14 @@ static inline int call_ops(struct ops *o, int x)
         BUILD_BUG_ON(sizeof(x) != 4);
         return deref(o)->fn(x);
 }
+#define __cmp_once(x, y, ux, uy) ({ int ux = (x); int uy = (y); ux < uy ? ux : uy; })
+#define min(x, y) __cmp_once(x, y, __UNIQUE_ID(x_), __UNIQUE_ID(y_))
+struct kv { int (*fn)(int); int len; };
+static inline int with_kv(int n)
+{
+        struct kv kv = { .fn = twice, .len = min(n, 4) };
+        return kv.fn(kv.len);
+}
 """
 
 
@@ -428,20 +437,23 @@ def test_header_function_facts_do_not_depend_on_the_tu_that_extracts_them(tmp_pa
     tus = _tiny_tree(tmp_path, {
         "include/uniq.h": COUNTER_H,
         "a.c": '#include "uniq.h"\nint twice(int x) { return 2 * x; }\n'
-               "int a(struct ops *o) { return call_ops(o, 1); }\n",
+               "int a(struct ops *o) { return call_ops(o, 1) + with_kv(2); }\n",
         "b.c": "static int c0 = __COUNTER__, c1 = __COUNTER__, c2 = __COUNTER__;\n"
-               '#include "uniq.h"\nint b(struct ops *o) { return call_ops(o, c0 + c1 + c2); }\n',
+               '#include "uniq.h"\n'
+               "int b(struct ops *o) { return call_ops(o, c0 + c1 + c2) + with_kv(c0); }\n",
     })
-    (ha,), (hb,) = tus["a.c"]["headers"], tus["b.c"]["headers"]
-    assert ha == hb
+    by_id = {name: {h["function"]["id"]: h for h in tus[name]["headers"]} for name in tus}
+    assert sorted(by_id["a.c"]) == ["call_ops@include/uniq.h", "with_kv@include/uniq.h"]
+    assert by_id["a.c"] == by_id["b.c"]
+    assert not re.search(r"__UNIQUE_ID_\w*?\d", json.dumps(by_id["a.c"]).replace(":17:22", ""))
+    ha = by_id["a.c"]["call_ops@include/uniq.h"]
     fn = ha["function"]
     assert fn["id"] == "call_ops@include/uniq.h"
     assert [c["kind"] for c in fn["calls"]] == ["indirect"]
     (obj,) = ha["objects"]
     assert obj["id"] == "call_ops.__UNIQUE_ID_hook:17:22@include/uniq.h"
     text = json.dumps(ha)
-    assert "__UNIQUE_ID_rcu" in text
-    assert "__compiletime_assert" not in text and "__UNIQUE_ID_rcu0" not in text
+    assert "__UNIQUE_ID_rcu" in text and "__compiletime_assert" not in text
 
 
 def test_two_trees_sharing_a_store_keep_their_own_facts(tmp_path):

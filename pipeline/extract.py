@@ -378,10 +378,13 @@ def strip(c: ci.Cursor) -> ci.Cursor:
 _TOP_QUALS_RE = re.compile(r"^(?:(?:const|volatile)\s+)+|(?:\s*\b(?:const|volatile))+$")
 
 
+_IDENT_RE = re.compile(r"[A-Za-z_]\w*")
+
+
 def _typedef_name(t: ci.Type) -> str | None:
     """The typedef a callee's pointer type is spelled with (``bpf_callback_t``), if any."""
     name = t.spelling
-    if t.kind not in (TK.TYPEDEF, TK.ELABORATED) or not re.fullmatch(r"[A-Za-z_]\w*", name):
+    if t.kind not in (TK.TYPEDEF, TK.ELABORATED) or not _IDENT_RE.fullmatch(name):
         return None
     return name
 
@@ -396,7 +399,7 @@ def symbol_get_name(call: ci.Cursor) -> str | None:
     if arg.kind != K.STRING_LITERAL:
         return None
     name = arg.spelling.strip('"')
-    return name if re.fullmatch(r"[A-Za-z_]\w*", name) else None
+    return name if _IDENT_RE.fullmatch(name) else None
 
 
 def _unqualified(t: ci.Type) -> str:
@@ -699,10 +702,8 @@ class Extractor:
                 elem = elem.element_type.get_canonical()
             if elem.kind == TK.RECORD:
                 inner = self.layout(elem)
-                if inner is None or any(leaf[4] for leaf in inner["leaves"]):
-                    leaves.append([base + off, bits, None, None, True])
-                else:
-                    leaves.append([base + off, bits, None, None, False])
+                leaves.append([base + off, bits, None, None,
+                               inner is None or any(leaf[4] for leaf in inner["leaves"])])
                 continue
             parent = f.semantic_parent
             leaves.append([base + off, bits, self.record_name(parent) if parent else None,
@@ -725,8 +726,9 @@ class Extractor:
             kids = children(e)
             inner = strip(kids[0]) if kids else e
             if inner.kind == K.UNARY_OPERATOR and \
-                    _lib.clang_getCursorUnaryOperatorKind(inner) == UO_ADDROF and children(inner):
-                e = strip(children(inner)[0])
+                    _lib.clang_getCursorUnaryOperatorKind(inner) == UO_ADDROF and \
+                    (addressed := children(inner)):
+                e = strip(addressed[0])
         ref = e.referenced if e.kind in (K.DECL_REF_EXPR, K.MEMBER_REF_EXPR) else None
         if ref is None:
             return "other"

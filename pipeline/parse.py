@@ -374,8 +374,9 @@ def run_parse(ctx: Context) -> StageResult:
     # Cache lookups: the TU's manifest lists what its last parse read; unchanged → reuse.
     todo: list[dict[str, Any]] = []
     docs: dict[str, dict[str, Any]] = {}
+    manifests = Manifests(store, paths)
     for task in tasks:
-        hit = cached_result(store, task, paths, hashes)
+        hit = cached_result(manifests, task, hashes)
         if hit is not None:
             docs[task["rel"]] = hit[1]
             records[task["rel"]] = _record(task["rel"], hit[0], hit[1], cached=True)
@@ -396,15 +397,15 @@ def run_parse(ctx: Context) -> StageResult:
     with tqdm(total=len(todo), unit="TU", desc="parse", disable=not ctx.progress,
               file=sys.stderr) as bar:
         if todo:
-            todo = with_header_context(store, todo, paths, hashes)
+            todo = with_header_context(manifests, todo, hashes)
             run_tasks(ctx, [(t, True) for t in todo], on_result, store, source_root, build_root)
         # Header functions are extracted once per worker; a cached TU may name one whose entry
         # was evicted.  Re-extract those through a TU that uses them.
         closure, stale = _header_closure(docs, store)
         if stale:
-            redo = with_header_context(store, [
+            redo = with_header_context(manifests, [
                 t for t in tasks if set(docs[t["rel"]].get("header_functions", [])) & stale],
-                paths, hashes)
+                hashes)
             bar.total = (bar.total or 0) + len(redo)
             run_tasks(ctx, [(t, False) for t in redo], on_result, store, source_root,
                       build_root)
@@ -477,7 +478,22 @@ def store_result(store: FactsStore, task: dict[str, Any], result: dict[str, Any]
     return key
 
 
-def header_context(store: FactsStore, tasks: list[dict[str, Any]], paths: PathMap,
+class Manifests:
+    """The TUs' cache manifests, each read from the store once per run: the cache check and
+    :func:`header_context` both need them."""
+
+    def __init__(self, store: FactsStore, paths: PathMap) -> None:
+        self.store, self.paths = store, paths
+        self._memo: dict[str, dict[str, Any] | None] = {}
+
+    def __call__(self, task: dict[str, Any]) -> dict[str, Any] | None:
+        key = manifest_key(task, self.paths)
+        if key not in self._memo:
+            self._memo[key] = self.store.get(key)
+        return self._memo[key]
+
+
+def header_context(manifests: Manifests, tasks: list[dict[str, Any]],
                    hashes: FileHashes) -> str:
     """The context the header functions extracted for ``tasks`` are keyed under.
 
@@ -492,34 +508,34 @@ def header_context(store: FactsStore, tasks: list[dict[str, Any]], paths: PathMa
     Cost: header functions are re-extracted once per worker in each run that parses something
     in a new state, which a cold run does anyway.
     """
+    paths = manifests.paths
     files: dict[str, str] = {}
     for task in tasks:
         files[_portable(task["file"], paths)] = hashes(task["file"])
-        man = store.get(manifest_key(task, paths))
-        for p, _ in (man or {}).get("includes", ()):
+        for p, _ in (manifests(task) or {}).get("includes", ()):
             if (local := _local(p, paths)) is not None:
                 files[p] = hashes(local)
     return sha256_json(sorted(files.items()))[:20]
 
 
-def with_header_context(store: FactsStore, tasks: list[dict[str, Any]], paths: PathMap,
+def with_header_context(manifests: Manifests, tasks: list[dict[str, Any]],
                         hashes: FileHashes) -> list[dict[str, Any]]:
     """``tasks``, each carrying the :func:`header_context` of them all."""
-    ctx = header_context(store, tasks, paths, hashes)
+    ctx = header_context(manifests, tasks, hashes)
     return [{**t, "header_context": ctx} for t in tasks]
 
 
-def cached_result(store: FactsStore, task: dict[str, Any], paths: PathMap,
+def cached_result(manifests: Manifests, task: dict[str, Any],
                   hashes: FileHashes) -> tuple[str, dict[str, Any]] | None:
     """(key, document) of a TU whose last parse read files that are all unchanged."""
-    man = store.get(manifest_key(task, paths))
+    man = manifests(task)
     if man is None:
         return None
     for p, h in man["includes"]:
-        local = _local(p, paths)
+        local = _local(p, manifests.paths)
         if local is None or hashes(local) != h:
             return None
-    doc = store.get(man["result"])
+    doc = manifests.store.get(man["result"])
     return (man["result"], doc) if doc is not None else None
 
 
@@ -547,9 +563,10 @@ class ParseAhead:
         self.store, self.jobs, self.idle = store, jobs, idle
         tasks, _ = make_tasks(entries, self.paths)  # generated .c files do not exist yet
         hashes = FileHashes()
+        manifests = Manifests(store, self.paths)
         self.tasks = with_header_context(
-            store, [t for t in tasks if cached_result(store, t, self.paths, hashes) is None],
-            self.paths, hashes)
+            manifests, [t for t in tasks if cached_result(manifests, t, hashes) is None],
+            hashes)
         self.counts = {"planned": len(entries), "already_cached": len(tasks) - len(self.tasks),
                        "parsed": 0, "kept": 0, "deferred": 0}
         self._stop = threading.Event()

@@ -111,8 +111,9 @@ pass (rule ``var``).  A parameter of a function whose address is taken has calle
 names (``param-of-address-taken-function``), as has a kfunc's (BPF programs call it) and an
 assembly entry's (``asmlinkage``/``__visible``; :func:`outside_callers`), and any parameter
 when a TU failed to parse; a local whose address is taken may be written through the
-pointer.  Those taint what they flow into, as any non-constant store.  A call through a local with one simple definition keeps
-that definition's layers (``ops = dev->netdev_ops; ops->ndo_start_xmit(...)``).
+pointer.  Those taint what they flow into, as any non-constant store.  A call through a local
+with one simple definition keeps that definition's layers (``ops = dev->netdev_ops;
+ops->ndo_start_xmit(...)``).
 
 Speed: every index (slot contents, per-layer stores, taints, type classes) is built once; a site
 costs a walk over the few objects its layers hold; walks are memoized per (layers, root).

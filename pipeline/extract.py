@@ -28,7 +28,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 22
+EXTRACTOR_VERSION = 23
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -800,16 +800,22 @@ class Extractor:
             self.sink["header_functions"].append(hit[3])
         return hit[0], hit[1], hit[2]
 
+    @staticmethod
+    def decl_name(d: ci.Cursor) -> str:
+        """A variable's name in an object id: its spelling, but ``__UNIQUE_ID_x<counter>``
+        (``__ADDRESSABLE``'s static locals, ``read_seqbegin_or_lock``'s local) is
+        :func:`stable_name` plus its line:col, which keeps apart what the counter did."""
+        name = d.spelling
+        if (stable := stable_name(name)) != name:
+            loc = d.location
+            return f"{stable}:{loc.line}:{loc.column}"
+        return name
+
     def var_ident(self, decl: ci.Cursor) -> str:
         d = decl.get_definition() or decl
         internal = d.linkage == ci.LinkageKind.INTERNAL or d.linkage == ci.LinkageKind.NO_LINKAGE
-        loc = d.location
-        f = self.rel(loc.file)
-        name = d.spelling
-        if (stable := stable_name(name)) != name:
-            # __UNIQUE_ID_x<counter> (__ADDRESSABLE's static locals): the place keeps apart
-            # what the counter did.
-            name = f"{stable}:{loc.line}:{loc.column}"
+        f = self.rel(d.location.file)
+        name = self.decl_name(d)
         if d.semantic_parent is not None and d.semantic_parent.kind == K.FUNCTION_DECL:
             return f"{d.semantic_parent.spelling}.{name}@{f}"  # a function's static local
         return f"{name}@{f}" if internal else name
@@ -1791,14 +1797,15 @@ class FunctionWalker:
         if init.kind == K.INIT_LIST_EXPR and t.kind in (TK.RECORD, TK.CONSTANTARRAY):
             # A local ops table: its functions are confined like a global's.
             entries: list[dict[str, Any]] = []
-            self.ex.initializer(init, c.type, [], entries, f"{self.fid}.{c.spelling}")
+            oid = f"{self.fid}.{self.ex.decl_name(c)}"
+            self.ex.initializer(init, c.type, [], entries, oid)
             if entries:
                 self.sink["objects"].append({
-                    "id": f"{self.fid}.{c.spelling}", "name": c.spelling, "linkage": "local",
+                    "id": oid, "name": stable_name(c.spelling), "linkage": "local",
                     "type": self.ex.record_of_type(c.type) or _canon(c.type), **self.ex._loc(c),
                     "entries": entries})
             return
-        self.flow(init, c, "store", {"target": {"local": c.spelling}})
+        self.flow(init, c, "store", {"target": {"local": stable_name(c.spelling)}})
 
     def cast(self, c: ci.Cursor) -> None:
         kids = children(c)

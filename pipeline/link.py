@@ -50,7 +50,7 @@ from pipeline.fsutil import KcgError, atomic_write_bytes, read_json, sha256_byte
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 from pipeline.store import FactsStore
 
-LINK_VERSION = 6  # bump whenever the linked document or a link rule changes
+LINK_VERSION = 7  # bump whenever the linked document or a link rule changes
 LINKED_FILE = "linked.json.gz"
 
 # Calls the compiler expands itself; they never reach a symbol, so they are not graph edges.
@@ -283,7 +283,10 @@ def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
     failed: list[dict[str, Any]] = []
     missing_headers: list[str] = []
     layouts: dict[str, list[dict[str, Any] | None]] = defaultdict(list)
-    n_tus = n_headers = 0
+    n_tus = 0
+    # Functions, not documents: TUs parsed in different runs may name two documents of one
+    # header function (pipeline.parse.header_context); their calls are merged like any defs.
+    header_fns: set[str] = set()
     schemas: set[Any] = set()
 
     for doc in docs:
@@ -295,7 +298,7 @@ def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
                 continue
             fns = doc.get("functions") or ()
         elif kind == "header_function":
-            n_headers += 1
+            header_fns.add(doc["function"]["id"])
             fns = [doc["function"]]
         elif kind == "missing":
             missing_headers.append(doc["key"])
@@ -403,7 +406,7 @@ def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "failed_tus": sorted(failed, key=lambda f: f["file"] or ""),
     }
     linked["counts"] = {
-        "tus": n_tus, "tus_failed": len(failed), "header_functions": n_headers,
+        "tus": n_tus, "tus_failed": len(failed), "header_functions": len(header_fns),
         "header_functions_missing": len(missing_headers),
         "nodes": len(nodes), "defined": sum(1 for n in nodes.values() if n["defined"]),
         "undefined": sum(1 for n in nodes.values() if not n["defined"]),

@@ -401,7 +401,7 @@ def run_parse(ctx: Context) -> StageResult:
             run_tasks(ctx, [(t, True) for t in todo], on_result, store, source_root, build_root)
         # Header functions are extracted once per worker; a cached TU may name one whose entry
         # was evicted.  Re-extract those through a TU that uses them.
-        closure, stale = _header_closure(docs, store)
+        closure, stale, header_fns = _header_closure(docs, store)
         if stale:
             redo = with_header_context(manifests, [
                 t for t in tasks if set(docs[t["rel"]].get("header_functions", [])) & stale],
@@ -409,7 +409,7 @@ def run_parse(ctx: Context) -> StageResult:
             bar.total = (bar.total or 0) + len(redo)
             run_tasks(ctx, [(t, False) for t in redo], on_result, store, source_root,
                       build_root)
-            closure, stale = _header_closure(docs, store)
+            closure, stale, header_fns = _header_closure(docs, store)
     elapsed = time.monotonic() - t0
     missing = {k for k in closure if not store.has(k)}
 
@@ -421,8 +421,8 @@ def run_parse(ctx: Context) -> StageResult:
         "tus": len(tus), "ok": len(ok), "failed": len(failed),
         "cached": sum(r["cached"] for r in tus), "parsed": len(todo),
         "with_errors": sum(1 for r in ok if r["errors"]),
-        "functions": sum(r["functions"] for r in ok) + len(all_headers),
-        "header_functions": len(all_headers),
+        "functions": sum(r["functions"] for r in ok) + len(header_fns),
+        "header_functions": len(header_fns), "header_documents": len(all_headers),
         "call_sites": sum(r["calls"] for r in ok),
         "indirect_sites": sum(r["indirect"] for r in ok),
         "address_taken": sum(r["address_taken"] for r in ok),
@@ -625,8 +625,10 @@ def _record(rel: str, key: str | None, doc: dict[str, Any], *, cached: bool) -> 
 
 
 def _header_closure(docs: dict[str, dict[str, Any]], store: FactsStore
-                    ) -> tuple[set[str], set[str]]:
-    """Every header function the TUs reach, and those of them that cannot be read.
+                    ) -> tuple[set[str], set[str], set[str]]:
+    """Every header-function document the TUs reach, those of them that cannot be read, and
+    the functions they hold (TUs parsed in different runs may name two documents of one
+    function: see :func:`header_context`).
 
     A missing key is widened to every header function that (transitively) refers to it, so a
     re-extraction through a TU that names any of them brings the missing one back.
@@ -634,6 +636,7 @@ def _header_closure(docs: dict[str, dict[str, Any]], store: FactsStore
     seen: set[str] = set()
     parents: dict[str, set[str]] = {}
     missing: set[str] = set()
+    functions: set[str] = set()
     stack = [k for d in docs.values() for k in d.get("header_functions", [])]
     while stack:
         k = stack.pop()
@@ -644,6 +647,7 @@ def _header_closure(docs: dict[str, dict[str, Any]], store: FactsStore
         if h is None:
             missing.add(k)
             continue
+        functions.add(h["function"]["id"])
         for child in h.get("header_functions", []):
             parents.setdefault(child, set()).add(k)
             stack.append(child)
@@ -653,7 +657,7 @@ def _header_closure(docs: dict[str, dict[str, Any]], store: FactsStore
             if p not in stale:
                 stale.add(p)
                 todo.append(p)
-    return seen, stale
+    return seen, stale, functions
 
 
 def _libclang_version() -> str:

@@ -478,12 +478,15 @@ def test_header_static_inline_used_by_several_tus():
             "header_functions": [], "stores": [], "copies": [], "casts": [],
             "address_taken": []}
     a = tu("a.c", [fn("fa", "a.c", calls=[dcall(hid, file="a.c")])], header_functions=["k1"])
+    # b.c was parsed in another run: it names another document of the same function
+    # (pipeline.parse.header_context), which says the same.
     b = tu("b.c", [fn("fb", "b.c", calls=[dcall(hid, file="b.c", line=7)])],
-           header_functions=["k1"])
+           header_functions=["k2"])
     ext = tu("c.c", [fn("ext", "c.c", type=INT_T)])
-    linked, graph, _, _ = run(a, b, ext, hdoc)
+    linked, graph, _, _ = run(a, b, ext, hdoc, {**hdoc, "key": "k2"})
     hnodes = [n for n in linked["nodes"] if n["name"] == "hinl"]
     assert len(hnodes) == 1 and hnodes[0]["id"] == hid and hnodes[0]["defined"]
+    assert linked["counts"]["header_functions"] == 1  # functions, not documents
     assert hnodes[0]["file"] == "include/linux/h.h"
     assert [(e["src"], e["dst"], e["callsites"]) for e in linked["direct_edges"]] == [
         ("fa", hid, ["a.c:10:3"]), ("fb", hid, ["b.c:7:3"]),

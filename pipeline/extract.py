@@ -28,7 +28,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 23
+EXTRACTOR_VERSION = 25
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -295,6 +295,37 @@ def _canon(t: ci.Type) -> str:
     return t.get_canonical().spelling
 
 
+# Functions that copy bytes from their second argument to the memory their first points to
+# (include/linux/string.h, arch/x86/include/asm/string_64.h; fortified or not).
+_MEM_COPIES = frozenset({"memcpy", "memmove", "__memcpy", "__memmove", "__builtin_memcpy",
+                         "__builtin_memmove", "__builtin___memcpy_chk", "__builtin___memmove_chk"})
+
+
+def _leaf_kind(t: ci.Type, tracked: bool) -> str:
+    """What a layout leaf holds: a slot, ``fn`` (a function pointer) or ``rec`` (a pointer to a
+    record holding them); else ``word`` (a pointer-sized integer or ``void *``, which code
+    may fill with any address), ``ptr`` (a pointer to data) or ``int``."""
+    if tracked:
+        return "fn" if _fn_type_of_pointer(t) is not None else "rec"
+    if t.kind == TK.POINTER:
+        return "word" if t.get_pointee().get_canonical().kind == TK.VOID else "ptr"
+    if t.kind in (TK.LONG, TK.ULONG, TK.LONGLONG, TK.ULONGLONG):
+        return "word"
+    return "int"
+
+
+def _overlaid_slots(leaves: list[list[Any]]) -> bool:
+    """Whether some tracked leaf is overlapped by a leaf named otherwise (a pun)."""
+    spans = sorted(leaves, key=lambda x: x[0])
+    for i, (start, bits, rec, fld, tracked, _kind) in enumerate(spans):
+        for ostart, _obits, orec, ofld, otracked, _ in spans[i + 1:]:
+            if ostart >= start + bits:
+                break
+            if (rec, fld) != (orec, ofld) and (tracked or otracked):
+                return True
+    return False
+
+
 def _fn_type_of_pointer(t: ci.Type) -> ci.Type | None:
     """The function type a function-pointer type points to (through typedefs/qualifiers)."""
     c = t.get_canonical()
@@ -444,6 +475,8 @@ class Extractor:
         self.header_context = header_context
         self.doc = empty_tu(paths.rel(main_file))
         self._record_names: dict[int, str] = {}
+        self._literals: dict[int, str] = {}  # compound literal cursor -> object id
+        self._literal_ids: set[str] = set()
         self._fn_ids: dict[int, tuple[str, str, str]] = {}
         self._has_fnptr: dict[int, bool] = {}
         # (declaration, id) of the function whose body is being walked: locals and
@@ -517,6 +550,8 @@ class Extractor:
                 loc = decl.location
                 name = f"{kind} (anonymous at {self.rel(loc.file)}:{loc.line}:{loc.column})"
         self._record_names[h] = name
+        if kind == "union":
+            self.note_overlay(decl)  # after the name is cached: its leaves name it
         return name
 
     def record_of_type(self, t: ci.Type) -> str | None:
@@ -676,7 +711,8 @@ class Extractor:
             return hit
         leaves: list[list[Any]] = []
         ok = self._flatten(c, 0, leaves, 0)
-        out = {"leaves": sorted(leaves, key=lambda x: (x[0], x[1], x[2], x[3]))} if ok else None
+        out = {"leaves": sorted(leaves, key=lambda x: (x[0], x[1], x[2] or "", x[3] or ""))} \
+            if ok else None
         self._layouts[decl.hash] = out
         return out
 
@@ -701,14 +737,45 @@ class Extractor:
             while elem.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
                 elem = elem.element_type.get_canonical()
             if elem.kind == TK.RECORD:
+                # An array of records: one leaf without a field, named by the element record
+                # (its elements' slots are not told apart; a pun over it taints that record).
                 inner = self.layout(elem)
-                leaves.append([base + off, bits, None, None,
-                               inner is None or any(leaf[4] for leaf in inner["leaves"])])
+                leaves.append([base + off, bits, self.record_name(elem.get_declaration()),
+                               None, inner is None or any(leaf[4] for leaf in inner["leaves"]),
+                               "records"])
                 continue
             parent = f.semantic_parent
+            tracked = self.tracked_type(elem)
             leaves.append([base + off, bits, self.record_name(parent) if parent else None,
-                           f.spelling, self.tracked_type(elem)])
+                           f.spelling, tracked, _leaf_kind(elem, tracked)])
         return True
+
+    def note_overlay(self, decl: ci.Cursor) -> None:
+        """A union: record its members' leaves when one member's slot lies under another
+        member's leaf of another name (``struct key``'s ``index_key.type`` over its anonymous
+        struct's ``type``), so resolve knows a write under one name reaches the other.
+
+        Kept in ``layouts`` under ``overlay:<name>``; an anonymous union is named by where it
+        sits (its fields are named by the record around it, see :meth:`record_name`).
+        """
+        t = decl.type.get_canonical()
+        if t.kind != TK.RECORD or decl.get_definition() is None:
+            return
+        if decl.is_anonymous():
+            loc = decl.location
+            key = f"overlay:{self.record_name(decl)}::(anonymous union at " \
+                  f"{self.rel(loc.file)}:{loc.line}:{loc.column})"
+        else:
+            key = f"overlay:union {decl.spelling}"
+        layouts = self.sink["layouts"]
+        if key in layouts:
+            return
+        leaves: list[list[Any]] = []
+        if not self._flatten(t, 0, leaves, 0):
+            return  # a member without a fixed layout (a flexible array): not judged
+        if _overlaid_slots(leaves):
+            layouts[key] = {"leaves": sorted(leaves, key=lambda x: (x[0], x[1], x[2] or "",
+                                                                     x[3] or ""))}
 
     def lvalue_kind(self, e: ci.Cursor, t: ci.Type) -> str:
         """What an assignment of type ``t`` writes: ``var`` (a variable) or ``field`` (a struct
@@ -1045,6 +1112,35 @@ class Extractor:
         if fnptr_array or self._record_with_fnptrs(t) or self.tracked_type(t):
             self._object(c, self.var_ident(c), [])
 
+    def literal_object(self, e: ci.Cursor) -> dict[str, Any]:
+        """A compound literal as an object of its own, with its initializer's entries.
+
+        ``.default_domain_ops = &(const struct iommu_domain_ops) { .attach_dev = ... }``
+        (drivers/iommu/amd/iommu.c, 6.1) holds the ops every AMD domain gets; ``*p = (struct
+        x){ .fn = f }`` copies one.  Named by where it is written (a second one from the same
+        macro expansion gets a suffix, in the order the TU is walked).
+        """
+        oid = self._literals.get(e.hash)
+        if oid is not None:
+            return {"kind": "object", "id": oid}
+        f, line, col = self.where(e)
+        oid = base = f"(literal at {f}:{line}:{col})"
+        n = 1
+        while oid in self._literal_ids:
+            n += 1
+            oid = f"{base}#{n}"
+        self._literals[e.hash] = oid
+        self._literal_ids.add(oid)
+        kids = children(e)
+        entries: list[dict[str, Any]] = []
+        if kids and kids[-1].kind == K.INIT_LIST_EXPR:
+            self.initializer(kids[-1], e.type, [], entries, oid)
+        self.sink["objects"].append({
+            "id": oid, "name": "(literal)", "linkage": "local",
+            "type": self.record_of_type(e.type) or _canon(e.type), "file": f, "line": line,
+            "entries": entries})
+        return {"kind": "object", "id": oid}
+
     def initializer(self, e: ci.Cursor, t: ci.Type, path: list[list[Any]],
                     entries: list[dict[str, Any]], obj: str) -> None:
         """Walk an initializer of type ``t``; positional elements are mapped to fields."""
@@ -1134,6 +1230,8 @@ class Extractor:
 
     def _values(self, e: ci.Cursor) -> list[dict[str, Any]]:
         k = e.kind
+        if k == K.COMPOUND_LITERAL_EXPR:
+            return [self.literal_object(e)]
         if k == K.UNEXPOSED_EXPR:  # several operands (see strip()): any of them
             out: list[dict[str, Any]] = []
             for ch in children(e):
@@ -1187,6 +1285,8 @@ class Extractor:
                     return [v]
             if op == UO_ADDROF and kids:
                 inner = strip(kids[0])
+                if inner.kind == K.COMPOUND_LITERAL_EXPR:
+                    return [self.literal_object(inner)]
                 if inner.kind == K.DECL_REF_EXPR and inner.referenced is not None:
                     ref = inner.referenced
                     if ref.kind == K.FUNCTION_DECL:
@@ -1506,6 +1606,8 @@ class FunctionWalker:
                 ref.kind == K.FUNCTION_DECL else None
             if callee_id is not None and not ref.spelling.startswith("__builtin_"):
                 self.args(ref, callee_id, kids[1:])
+            if ref is not None and ref.spelling in _MEM_COPIES and len(kids) >= 3:
+                self.mem_copy(c, kids[1:])
             for i, a in enumerate(kids[1:]):
                 self.flow(a, c, "arg", {"callee": callee_id, "index": i})
             return
@@ -1743,6 +1845,8 @@ class FunctionWalker:
         lt = lhs.type.get_canonical()
         s = strip(lhs)
         opaque = {"other": lt.spelling, "lvalue": self.ex.lvalue_kind(s, lt)}
+        if lt.kind == TK.RECORD:
+            return self.record_assign(lt, s, rhs, op, opaque)
         if s.kind == K.DECL_REF_EXPR and s.referenced is not None and \
                 s.referenced.kind == K.VAR_DECL and not Extractor._is_global(s.referenced):
             self.local_defs.setdefault(s.referenced.hash, []).append(rhs)
@@ -1757,31 +1861,81 @@ class FunctionWalker:
         is_fnptr = _fn_type_of_pointer(lt) is not None
         rec_ptr = lt.kind == TK.POINTER and self.ex.pointee_record(lt) is not None and \
             self.ex.has_fnptr_fields(lt.get_pointee())
-        is_record = lt.kind == TK.RECORD
-        if not (is_fnptr or rec_ptr or is_record):
+        if not (is_fnptr or rec_ptr):
             return opaque
-        layers, base = self.ex.chain(s)
-        if layers:
-            target: dict[str, Any] = {"layers": layers}
-        elif base.get("kind") in ("global", "static", "array"):
-            target = {"var": base["id"]}
-        elif base.get("kind") == "local":
-            return {"local": base.get("name")}  # seen through local_defs
-        else:
+        target = self._target(s)
+        if target is None:
             return opaque
+        if "local" in target:
+            return target  # seen through local_defs
         loc = self.ex._loc(op)
-        if is_record:
-            if not self.ex.has_fnptr_fields(lt):
-                return target
-            vals = self.ex.values(rhs)
-            self.sink["copies"].append({
-                "dst_type": self.ex.record_of_type(lt), "src_type": self.ex.record_of_type(
-                    strip(rhs).type), "src": vals[0] if vals else {"kind": "nonconst", "what": "other"},
-                "dst": target, "function": self.fid, **loc})
-            return target
         for v in self.ex.values(rhs):
             self.sink["stores"].append({"target": target, "value": v, "function": self.fid, **loc})
         return target
+
+    def _target(self, s: ci.Cursor) -> dict[str, Any] | None:
+        """What a store to lvalue ``s`` writes, as facts name it (None: facts cannot)."""
+        layers, base = self.ex.chain(s)
+        if layers:
+            return {"layers": layers}
+        if base.get("kind") in ("global", "static", "array"):
+            return {"var": base["id"]}
+        if base.get("kind") == "local":
+            return {"local": base.get("name")}
+        return None
+
+    def record_assign(self, lt: ci.Type, s: ci.Cursor, rhs: ci.Cursor, op: ci.Cursor,
+                      opaque: dict[str, Any]) -> dict[str, Any]:
+        """``*a = *b``, ``a->s = b->s``, ``local = *p``: a whole record copied.
+
+        Recorded whatever the destination is: ``*drv = xhci_hc_driver`` (xhci_init_driver)
+        fills an object through a parameter, and resolve reads the layers of a record
+        copied from its own type layer-wide (from another type: not confined).
+        """
+        target = self._target(s) or opaque
+        if s.kind == K.DECL_REF_EXPR and s.referenced is not None and \
+                s.referenced.kind == K.VAR_DECL and not Extractor._is_global(s.referenced):
+            self.local_defs.setdefault(s.referenced.hash, []).append(rhs)
+        if self.ex.has_fnptr_fields(lt):
+            self.copy(lt, strip(rhs).type, self.ex.values(rhs), target, op)
+        return target
+
+    def copy(self, dst_t: ci.Type, src_t: ci.Type | None, src_vals: list[dict[str, Any]],
+             target: dict[str, Any], at: ci.Cursor) -> None:
+        self.sink["copies"].append({
+            "dst_type": self.ex.record_of_type(dst_t),
+            "src_type": self.ex.record_of_type(src_t) if src_t is not None else None,
+            "src": src_vals[0] if src_vals else {"kind": "nonconst", "what": "other"},
+            "dst": target, "function": self.fid, **self.ex._loc(at)})
+
+    def mem_copy(self, call: ci.Cursor, args: list[ci.Cursor]) -> None:
+        """``memcpy(dst, src, n)`` (and memmove): a copy of what ``dst`` points to.
+
+        A record holding function pointers is copied as by ``*dst = *src`` (the source's
+        record as the argument had it before the conversion to ``void *``; a buffer is no
+        record, and anything may land).  A function-pointer slot filled this way gets a
+        value the facts cannot follow: a non-constant store.
+        """
+        dst, src = strip(args[0]), strip(args[1])
+        dt = dst.type.get_canonical()
+        if dt.kind != TK.POINTER:
+            return
+        pointee = dt.get_pointee().get_canonical()
+        while pointee.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
+            pointee = pointee.element_type.get_canonical()
+        if pointee.kind == TK.RECORD:
+            if not self.ex.has_fnptr_fields(pointee):
+                return
+            st = src.type.get_canonical()
+            src_rec = st.get_pointee() if st.kind == TK.POINTER else None
+            vals = self.ex.values(src) if src_rec is not None else []
+            self.copy(pointee, src_rec, vals, self._target(dst) or {"other": dt.spelling},
+                      call)
+        elif _fn_type_of_pointer(pointee) is not None and (target := self._target(dst)) and \
+                "local" not in target:
+            self.sink["stores"].append({"target": target, "value": {
+                "kind": "nonconst", "what": "other", "text": "memcpy"},
+                "function": self.fid, **self.ex._loc(call)})
 
     def local_var(self, c: ci.Cursor) -> None:
         if c.storage_class == ci.StorageClass.STATIC:
@@ -1805,6 +1959,10 @@ class FunctionWalker:
                     "type": self.ex.record_of_type(c.type) or _canon(c.type), **self.ex._loc(c),
                     "entries": entries})
             return
+        if t.kind == TK.RECORD and init.kind != K.INIT_LIST_EXPR and self.ex.has_fnptr_fields(t):
+            # 'struct foo_ops ops = *tmpl;': a copy, as by assignment.
+            self.copy(t, strip(init).type, self.ex.values(init),
+                      {"local": stable_name(c.spelling)}, c)
         self.flow(init, c, "store", {"target": {"local": stable_name(c.spelling)}})
 
     def cast(self, c: ci.Cursor) -> None:

@@ -103,9 +103,12 @@ Store (an assignment into a function-pointer or record-pointer slot at run time)
    function: ID, file, line}
   (``static_call_update(x, f)`` is a store with target ``{var: "__SCK__x", static_call: true}``)
 
-Copy (a whole record copied: ``*a = *b``, ``a->s = b->s``, ``memcpy(a, b, sizeof(*a))``)::
+Copy (a whole record copied: ``*a = *b``, ``a->s = b->s``, ``local = *p``, ``struct x l = *p;``,
+``memcpy(a, b, n)``/``memmove`` of a record holding function pointers)::
 
-  {dst_type: record, src_type: record|None, src: Value, function: ID, file, line}
+  {dst_type: record, src_type: record|None, src: Value, dst: {layers}|{var}|{local}|{other},
+   function: ID, file, line}
+  (``src_type`` None: the bytes come from no record, ``memcpy(ops, buf, n)``)
 
 Cast (between a record pointer and another record pointer / void* / an integer)::
 
@@ -114,9 +117,15 @@ Cast (between a record pointer and another record pointer / void* / an integer):
 
 Layout (of both records of every record-to-record cast; ``None`` when incomplete)::
 
-  {leaves: [[offset_bits, size_bits, record|None, field|None, tracked: bool]...]}
+  {leaves: [[offset_bits, size_bits, record|None, field|None, tracked: bool, kind]...]}
   Embedded records are opened: a leaf is named by the layer a write to it is recorded under.
-  ``tracked``: a slot calls resolve through.  An array of records is one unnamed leaf.
+  ``tracked``: a slot calls resolve through.  An array of records is one leaf with no field,
+  named by its element record.  ``kind``: ``fn`` (a function pointer) or ``rec`` (a pointer
+  to a record holding them), both tracked; ``records`` (an array of records); ``word``
+  (``void *`` or a pointer-sized integer), ``ptr`` (a data pointer), ``int``.
+  ``layouts`` also holds ``overlay:<union>`` entries: the leaves of every member of a union
+  the TU names whose members lay a slot under a leaf named otherwise (an anonymous union is
+  ``overlay:<record around it>::(anonymous union at file:line:col)``).
 
 Store targets that are neither a layer nor a variable are ``{other: type, lvalue:
 "var"|"field"|"other"}``: ``var``/``field`` when a variable or struct field declared with the
@@ -147,7 +156,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-FACTS_SCHEMA = 3  # 2: pseudo-variables for locals, parameters and returns; 3: layouts
+FACTS_SCHEMA = 4  # 2: pseudo-variables for locals, parameters and returns; 3: layouts;
+# 4: leaf kinds, union overlays, copies into any destination and by memcpy
 
 
 class PathMap:

@@ -50,7 +50,7 @@ from pipeline.fsutil import KcgError, atomic_write_bytes, read_json, sha256_byte
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 from pipeline.store import FactsStore
 
-LINK_VERSION = 7  # bump whenever the linked document or a link rule changes
+LINK_VERSION = 8  # bump whenever the linked document or a link rule changes
 LINKED_FILE = "linked.json.gz"
 
 # Calls the compiler expands itself; they never reach a symbol, so they are not graph edges.
@@ -271,7 +271,9 @@ def _merge_layouts(seen: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     if any(p != places[0] for p in places[1:]):
         return None
     tracked = [any(lay["leaves"][i][4] for lay in seen) for i in range(len(places[0]))]
-    return {"leaves": [[*place, t] for place, t in zip(places[0], tracked, strict=True)]}
+    kinds = [leaf[5:6] for leaf in seen[0]["leaves"]]  # what an untracked leaf holds
+    return {"leaves": [[*place, t, *kind]
+                       for place, t, kind in zip(places[0], tracked, kinds, strict=True)]}
 
 
 def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -30,8 +30,10 @@ slot comes from three sources:
 - run-time stores (``p->ops = &x``, ``p->fn = f``): the slot of *any* object of that record may be
   the one written, so a store's value is added at its layer wherever that layer is read;
 - whole-record copies between records of the same type (MLTA's record-to-record propagation):
-  they move values between objects of one record type, so the layers of a copied record are read
-  as the union over all its objects instead of per object;
+  a copy of a known object (``*drv = xhci_hc_driver``, ``memcpy(&c->ops, &tmpl, ...)``) is a
+  store of each of its slots' values at that slot's layer; a copy from an unknown object moves
+  values between objects of one record type, so the layers of that record are read as the
+  union over all its objects instead of per object;
 - value flows: a slot that receives what another slot or a global variable holds
   (``file->f_op = inode->i_fop``) gets everything that one may hold (fixpoint); MLTA's
   propagation between layers.
@@ -52,9 +54,16 @@ into ``(A, ops)`` does not appear.  The result is intersected with the type laye
   embedding, the kernel's inheritance: ``tcp_sock`` starts with a ``sock``) or nothing at all
   (``inet_timewait_sock`` ends before ``sock``'s callbacks) — see :func:`cast_overlaps`;
   without layouts both records are tainted whole;
-- the record is copied from a different or unknown type (``copy-other-type``); records
-  embedded in such a record (known from nested initializers) are affected the same way, since
-  the foreign writes reach them;
+- the record is copied from a different or unknown type (``copy-other-type``; an assignment
+  into any destination, ``*drv = tmpl``, or ``memcpy``/``memmove`` of a record pointer);
+  records embedded in such a record (known from nested initializers) are affected the same
+  way, since the foreign writes reach them;
+- the record is cast to or from an array of pointer-sized words (``word-view``: ``void **``,
+  ``unsigned long *``; ata_finalize_port_ops copies inherited slots that way): its slots are
+  written without a name;
+- a union lays the slot under a leaf of another name (``union-overlay``: ``struct key``'s
+  anonymous struct ``type`` under ``index_key.type``; another slot, or a ``void *``/long that
+  may carry an object's address), see :func:`overlaid_layers`;
 - a value flows in from an untrusted slot or an unknown variable (``flow-from-untrusted``);
 - the layer cannot be seen whole: its slot holds an object without facts (``opaque-object``:
   defined in assembly or a failed TU); no fact shows the slot is one whose writes the parser
@@ -134,7 +143,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 7  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 8  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -260,7 +269,7 @@ def cast_overlaps(a: dict[str, Any] | None, b: dict[str, Any] | None) -> set[Lay
 
     Overlaps inside one record (a union's members; an anonymous union's members are named by
     their own records, ``struct callback_head`` beside ``struct list_head``) are not the cast's
-    doing and are not judged here.
+    doing and are not judged here (:func:`overlaid_layers` judges them).
 
     A cast makes one object's bytes readable and writable as the other record.  A slot
     (``tracked`` leaf) of either is safe when every leaf of the other record over its bytes
@@ -276,8 +285,8 @@ def cast_overlaps(a: dict[str, Any] | None, b: dict[str, Any] | None) -> set[Lay
     if a is None or b is None:
         return None
     out: set[Layer] = set()
-    la = [(o, o + n, _leaf_layer(r, f), t) for o, n, r, f, t in a["leaves"]]
-    lb = [(o, o + n, _leaf_layer(r, f), t) for o, n, r, f, t in b["leaves"]]
+    la = [(o, o + n, _leaf_layer(r, f), t) for o, n, r, f, t, *_ in a["leaves"]]
+    lb = [(o, o + n, _leaf_layer(r, f), t) for o, n, r, f, t, *_ in b["leaves"]]
     places = ({(s, e, layer) for s, e, layer, _ in la if layer is not None},
               {(s, e, layer) for s, e, layer, _ in lb if layer is not None})
     for (mine, other), (own, others) in (((la, lb), places), ((lb, la), places[::-1])):
@@ -294,6 +303,64 @@ def cast_overlaps(a: dict[str, Any] | None, b: dict[str, Any] | None) -> set[Lay
                 if layer is None:
                     return None
                 out.add(layer)
+    return out
+
+
+_POINTER_TO_POINTER = re.compile(r"\*\s*(?:volatile\s*)?\*|\(\*\*\)")
+# 'void **', 'struct page **', 'void (**)(void)', 'unsigned long *': a record read as an array
+# of pointer-sized words, whose slots the code then writes without naming them (a view of
+# const words, 'const unsigned long *', 'void *const *', writes nothing).
+_WORD_VIEW_RE = re.compile(r"\*\s*(?:volatile\s*)?\*|\(\*\*\)|^(?:volatile\s+)?(?:unsigned\s+)?"
+                           r"long(?:\s+long)?(?:\s+int)?\s*\*$")
+
+
+def is_word_view(t: str | None) -> bool:
+    """Whether a pointer type views memory as pointer-sized words (see _WORD_VIEW_RE)."""
+    return bool(t) and _WORD_VIEW_RE.search(t) is not None
+
+
+# What a union member's leaf can carry into the slot it overlays (layout leaf kinds, see
+# pipeline.facts): a function-pointer slot gets a function from another function pointer, an
+# array of records with slots, or a pointer-sized word; a record-pointer slot an object's
+# address from another record pointer, such an array, or a word.  A data pointer or a
+# narrower integer carries neither; nor does a record pointer into a function-pointer slot
+# (struct inode's i_fop over free_inode) or the other way round: a call through the slot
+# would reach no function there.
+_CARRIERS = {"fn": {"fn", "records", "word"}, "rec": {"rec", "records", "word"},
+             "records": {"fn", "rec", "records", "word"}}
+
+
+def overlaid_layers(layouts: dict[str, Any]) -> dict[Layer, str]:
+    """Slots a union lets code write under another name (``overlay:`` layouts, one per union
+    the parser met whose members overlap a slot with a leaf named otherwise).
+
+    ``struct key``'s anonymous union lays its anonymous struct's ``type`` over
+    ``index_key.type``: ``key_alloc`` writes the one, ``key->type->preparse`` reads the
+    other.  A slot is overlaid when another member's leaf over its bytes can carry what the
+    slot holds (:data:`_CARRIERS`); its layer is untrusted.  A record array's (unnamed) leaf
+    is returned as ``(record, "*")``: the record is untrusted whole.
+    """
+    out: dict[Layer, str] = {}
+    for key, lay in layouts.items():
+        if not key.startswith("overlay:") or not lay:
+            continue
+        leaves = []
+        for start, bits, rec, fld, tracked, *kind in lay["leaves"]:
+            name = _leaf_layer(rec, fld) or ((rec, "*") if rec else None)
+            what = kind[0] if kind else ("rec" if tracked else "int")
+            if what == "records" and not tracked:
+                what = "int"  # an array of records without slots: data
+            leaves.append((start, start + bits, name, what))
+        leaves.sort(key=lambda x: x[0])
+        for i, (_start, end, name, kind) in enumerate(leaves):
+            for ostart, _, oname, okind in leaves[i + 1:]:
+                if ostart >= end:
+                    break
+                if name == oname:
+                    continue
+                for slot, slot_kind, other_kind in ((name, kind, okind), (oname, okind, kind)):
+                    if slot is not None and other_kind in _CARRIERS.get(slot_kind, ()):
+                        out.setdefault(slot, "union-overlay")
     return out
 
 
@@ -464,6 +531,12 @@ class Resolver:
                     flows.append((tkey, src))
                 else:
                     self._taint(tkey, "nonconst-store")
+        # A copy of a known object puts its slots' values into the object copied to, which
+        # may be any of its record: a store of each at its layer (nested ones included).
+        for (oid, path), vals in self.slots.items():
+            if oid in self.copied_objects:
+                self.store_vals[path[-1]].funcs |= vals.funcs
+                self.store_vals[path[-1]].objs |= vals.objs
         self._propagate(flows)
         # Functions stored into a slot the parser could not name (``*(T *)&x = f``): they
         # may sit in any slot of their type, so every field walk keeps them.
@@ -582,14 +655,32 @@ class Resolver:
 
     def _index_records(self, linked: dict[str, Any]) -> None:
         tainted: dict[str, str] = {}
+        self.copied_objects: set[str] = set()
         layouts = linked.get("layouts") or {}
         pairs = set()
         for c in linked["casts"]:
             a, b = strip_quals(c.get("from_record")), strip_quals(c.get("to_record"))
-            if a and b and a != b and not c.get("offset"):
+            if c.get("offset"):
                 # An 'offset' cast ('(struct scsi_cmnd *)(rq + 1)') reads no object as two
                 # records: the pointer is moved to the next object first.
+                continue
+            if a and b and a != b:
                 pairs.add((a, b) if a < b else (b, a))
+            elif a and not b and is_word_view(c.get("to")):
+                # ata_finalize_port_ops fills an ata_port_operations through 'void **'
+                # (drivers/ata/libata-core.c, 6.1 and 6.12): slots written as words.
+                tainted.setdefault(a, "word-view")
+            elif b and not a and _POINTER_TO_POINTER.search(c.get("from") or ""):
+                # Pointers kept in a 'void **' array read as a record: the slots hold what
+                # was stored as 'void *', which no store into the record names.  (Storage
+                # declared 'unsigned long priv[]', struct usb_hcd's hcd_priv, struct
+                # Scsi_Host's hostdata, is the record's own memory, zeroed, not filled.)
+                tainted.setdefault(b, "word-view")
+        for layer, why in overlaid_layers(layouts).items():
+            if layer[1] == "*" and not layer[0].startswith("union "):
+                tainted.setdefault(layer[0], why)  # an array of records under a pun
+            else:
+                self.layer_taint.setdefault(layer, why)
         for a, b in sorted(pairs):
             hit = cast_overlaps(layouts.get(a), layouts.get(b))
             if hit is None:
@@ -606,7 +697,12 @@ class Resolver:
             if src is None and (c.get("src") or {}).get("kind") == "object":
                 obj = self.objects.get(c["src"].get("id") or "")
                 src = strip_quals(obj.get("type")) if obj else None
-            if src == dst:
+            if src == dst and (c.get("src") or {}).get("kind") == "object" and \
+                    c["src"].get("id") in self.objects:
+                # From a known object ('*drv = xhci_hc_driver'): its slots' values may now sit
+                # in any object of the record, as if stored there (see _index_stores).
+                self.copied_objects.add(c["src"]["id"])
+            elif src == dst:
                 # Same record type: the values moved were already stored into this record's
                 # layers somewhere; only which object holds them changes (read layer-wide).
                 copied.setdefault(dst, "copy")

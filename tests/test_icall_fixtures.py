@@ -195,7 +195,7 @@ def test_write_once_parameter_store(sites):
 def test_metrics(out, sites):
     m = read_json(out / "metrics.json")
     assert m["sites"] == len(sites)
-    assert m["tus"] == 17 and m["tus_failed"] == 0
+    assert m["tus"] == 18 and m["tus_failed"] == 0
     assert sum(m["resolution_counts"].values()) == m["sites"]
     assert m["type_layer"]["mean"] >= m["targets"]["mean"]
 
@@ -411,3 +411,43 @@ def test_offset_a_caller_computes_reads_any_slot(sites):
         assert len(s["targets"]) == s["type_layer_count"] == 6, s
         assert s["resolution"] == "type"
         assert s["fallbacks"] == [{"reason": "no-layers:local"}]  # the local is not trusted
+
+
+def test_slots_filled_through_a_word_view(sites):
+    # finalize_ops copies inherited slots through 'void **': the ops record is not confined,
+    # and the inherited base_setup (in no table stored into port.ops) is a target.
+    s = sites[("port_setup", "p->ops->setup")]
+    assert s["targets"] == ["base_setup@escapes.c"]
+    assert s["resolution"] == "type"
+    assert {"layer": ["struct port_ops", "setup"], "reason": "word-view"} in s["fallbacks"]
+
+
+def test_record_copied_through_a_parameter(sites):
+    # '*drv = tmpl_driver' fills pci_driver (no initializer) through a parameter: hc_driver
+    # is read layer-wide, so tmpl_reset is found; still a field walk.
+    s = sites[("hcd_reset", "h->driver->reset")]
+    assert s["targets"] == ["other_reset@escapes.c", "tmpl_reset@escapes.c"]
+    assert s["resolution"] == "field"
+
+
+def test_memcpy_of_another_record_type(sites):
+    # memcpy from a legacy_ops into client.ops: anything of the slot's type may land.
+    s = sites[("client_notify", "c->ops.notify")]
+    assert s["targets"] == ["legacy_notify@escapes.c", "real_notify@escapes.c"]
+    assert any(f.get("reason") == "copy-other-type" for f in s["fallbacks"])
+
+
+def test_anonymous_union_member_overlaid_by_another(sites):
+    # key_alloc writes index_key.type, the call reads the anonymous struct's type.
+    s = sites[("key_preparse", "k->type->preparse")]
+    assert s["targets"] == ["asym_preparse@escapes.c"]
+    assert any(f.get("reason") == "union-overlay" for f in s["fallbacks"])
+
+
+def test_compound_literals_are_objects(sites):
+    # '&(const struct dom_ops){ .attach = f }' in a static initializer, and
+    # 't->ops = (struct tick_ops){ .tick = f }' in a function: objects with entries.
+    s = sites[("dom_attach", "d->ops->attach")]
+    assert s["targets"] == ["amd_like_attach@escapes.c"] and s["resolution"] == "field"
+    s = sites[("ticker_run", "t->ops.tick")]
+    assert s["targets"] == ["lit_tick@escapes.c"] and s["resolution"] == "field"

@@ -195,6 +195,55 @@ def test_copy_from_other_type_untrusts_the_layer():
     assert metrics["fallbacks"]["fallback:copy-other-type"] == 2
 
 
+@pytest.mark.parametrize(("view", "untrusted"), [
+    ("void **", True), ("unsigned long *", True), ("void (**)(void)", True),
+    ("void *const *", False), ("const unsigned long *", False), ("char *", False)])
+def test_record_read_as_words_is_not_confined(view: str, untrusted: bool):
+    """``void **pp = (void **)ops; *pp = *inherit;`` (ata_finalize_port_ops) writes slots by
+    no name; a read-only view or a byte view (memset, checksums) does not."""
+    doc = map_tu()
+    doc["casts"] = [{"from": "struct map_ops *", "to": view, "from_record": "struct map_ops",
+                     "to_record": None, "function": "map_init", "file": "a.c", "line": 60}]
+    _, _, sites, _ = run(doc)
+    s = site_of(sites, "map->ops->lookup")
+    if untrusted:
+        assert s["resolution"] == "type"
+        assert s["fallbacks"][0] == {"layer": ["struct map_ops", "lookup"],
+                                     "reason": "word-view"}
+    else:
+        assert s["targets"] == ["array_lookup@a.c", "hash_lookup"]
+    # The other direction: pointers kept in a 'void **' array read as the record are the
+    # same pun; 'unsigned long priv[]' storage read as it (hcd_to_xhci) is its own memory.
+    doc["casts"][0].update({"from": view, "to": "struct map_ops *", "from_record": None,
+                            "to_record": "struct map_ops"})
+    _, _, sites, _ = run(doc)
+    assert (site_of(sites, "map->ops->lookup")["resolution"] == "type") is (
+        untrusted and "**" in view)
+
+
+@pytest.mark.parametrize(("other", "untrusted"), [
+    ([64, 64, "struct index_key", "ops", True, "rec"], True),
+    ([64, 64, "struct index_key", "cookie", False, "word"], True),
+    ([64, 64, "struct index_key", "free", True, "fn"], False),  # no object in a fn pointer
+    ([64, 32, "struct index_key", "data", False, "ptr"], False),
+    ([64, 64, "struct index_key", "len", False, "int"], False),
+    ([64, 64, "struct map", "ops", True, "rec"], False)])  # the same slot: nothing new
+def test_union_member_laid_over_a_slot(other: list[Any], untrusted: bool):
+    """``union { struct index_key ik; struct { long h; const struct map_ops *ops; }; }``
+    inside struct map: a write to ``ik.ops`` is a write to ``map->ops``."""
+    doc = map_tu()
+    doc["layouts"] = {"overlay:struct map::(anonymous union at a.h:3:2)": {"leaves": [
+        [0, 64, "struct map", "h", False, "int"], [0, 64, "struct index_key", "h", False, "int"],
+        [64, 64, "struct map", "ops", True, "rec"], other]}}
+    _, _, sites, _ = run(doc)
+    s = site_of(sites, "map->ops->lookup")
+    if untrusted:
+        assert s["fallbacks"] == [{"layer": ["struct map", "ops"], "reason": "union-overlay"}]
+        assert s["targets"] == ["array_lookup@a.c", "decoy_lookup@a.c", "hash_lookup"]
+    else:
+        assert s["fallbacks"] == [] and s["targets"] == ["array_lookup@a.c", "hash_lookup"]
+
+
 def test_nonconst_store_into_outer_layer_falls_back_to_inner():
     """``m->ops = ops_param;``: (struct map, ops) escapes, (struct map_ops, lookup) still holds."""
     _, _, sites, metrics = run(map_tu(extra_stores=[

@@ -28,7 +28,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 25
+EXTRACTOR_VERSION = 28
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -301,6 +301,13 @@ _MEM_COPIES = frozenset({"memcpy", "memmove", "__memcpy", "__memmove", "__builti
                          "__builtin_memmove", "__builtin___memcpy_chk", "__builtin___memmove_chk"})
 
 
+def _plain_local(e: ci.Cursor) -> bool:
+    """A local variable or parameter named as such (an asm operand that is no memory)."""
+    ref = e.referenced if e.kind == K.DECL_REF_EXPR else None
+    return ref is not None and (ref.kind == K.PARM_DECL or (
+        ref.kind == K.VAR_DECL and not Extractor._is_global(ref)))
+
+
 def _leaf_kind(t: ci.Type, tracked: bool) -> str:
     """What a layout leaf holds: a slot, ``fn`` (a function pointer) or ``rec`` (a pointer to a
     record holding them); else ``word`` (a pointer-sized integer or ``void *``, which code
@@ -476,6 +483,7 @@ class Extractor:
         self.doc = empty_tu(paths.rel(main_file))
         self._record_names: dict[int, str] = {}
         self._literals: dict[int, str] = {}  # compound literal cursor -> object id
+        self._has_tracked: dict[int, bool] = {}
         self._literal_ids: set[str] = set()
         self._fn_ids: dict[int, tuple[str, str, str]] = {}
         self._has_fnptr: dict[int, bool] = {}
@@ -566,6 +574,35 @@ class Extractor:
     def pointee_record(self, t: ci.Type) -> str | None:
         c = t.get_canonical()
         return self.record_of_type(c.get_pointee()) if c.kind == TK.POINTER else None
+
+    def has_tracked_fields(self, t: ci.Type, depth: int = 0) -> bool:
+        """Whether a record (or embedded records in it) holds slots calls resolve through:
+        function pointers or pointers to records holding them (``struct pipe_buffer``'s
+        ``ops``).  A copy of such a record moves what those slots hold."""
+        c = t.get_canonical()
+        if c.kind != TK.RECORD or depth > 3:
+            return False
+        d = c.get_declaration()
+        h = d.hash
+        hit = self._has_tracked.get(h)
+        if hit is not None:
+            return hit
+        definition = d.get_definition()
+        if definition is None:
+            self._has_tracked[h] = True  # incomplete here: may hold any (see has_fnptr_fields)
+            return True
+        self._has_tracked[h] = False  # cycle guard
+        found = False
+        for f in children(definition):
+            if f.kind == K.FIELD_DECL:
+                ft = f.type.get_canonical()
+                while ft.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
+                    ft = ft.element_type.get_canonical()
+                if self.tracked_type(ft) or self.has_tracked_fields(ft, depth + 1):
+                    found = True
+                    break
+        self._has_tracked[h] = found
+        return found
 
     def has_fnptr_fields(self, t: ci.Type, depth: int = 0) -> bool:
         """Whether a record (or embedded records in it) holds function pointers."""
@@ -1123,6 +1160,12 @@ class Extractor:
         oid = self._literals.get(e.hash)
         if oid is not None:
             return {"kind": "object", "id": oid}
+        elem = e.type.get_canonical()
+        while elem.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
+            elem = elem.element_type.get_canonical()
+        if not (self.tracked_type(elem) or self.has_tracked_fields(elem)):
+            # '(spinlock_t) __SPIN_LOCK_UNLOCKED(x)': nothing a call resolves through.
+            return {"kind": "nonconst", "what": "other", "text": "(literal)"}
         f, line, col = self.where(e)
         oid = base = f"(literal at {f}:{line}:{col})"
         n = 1
@@ -1637,6 +1680,8 @@ class FunctionWalker:
             return
         elif k == K.CSTYLE_CAST_EXPR:
             self.cast(c)
+        elif k == K.ASM_STMT:
+            self.asm(c)
         elif k == K.RETURN_STMT:
             for ch in children(c):
                 if self.returns_tracked:
@@ -1671,6 +1716,40 @@ class FunctionWalker:
                 self.escape(inner)
         for ch in children(c):
             self.visit(ch, c)
+
+    def asm(self, c: ci.Cursor) -> None:
+        """An inline asm statement's memory operands of tracked type may be written with its
+        other operands of that type: x86's cmpxchg() and xchg() store through asm
+        (arch/x86/include/asm/cmpxchg.h: ``"+m" (*__ptr)`` gets ``__new``; 6.1 and 6.12).
+        ``rpcauth_register`` puts an ops pointer into ``auth_flavors[]`` that way.
+
+        libclang gives the operands, not their constraints: every memory operand (not a
+        plain local or parameter) of tracked type is a target, every other operand of the
+        same type a value that may be stored there.
+        """
+        operands = children(c)
+        memory = [k for k in operands if not _plain_local(strip(k))]
+        tracked = [k for k in operands if self.ex.tracked_type(k.type)]
+        for target in memory:
+            if not self.ex.tracked_type(target.type):
+                continue
+            ttype = _canon(target.type)
+            for value in tracked:
+                if value is not target and _canon(value.type) == ttype:
+                    self.assign(target, value, c)
+        if any(not self.ex.tracked_type(m.type) for m in memory):
+            # 6.1's 64-bit cmpxchg writes '*(volatile u64 *)ptr': a slot of no tracked type
+            # by its name.  Every tracked value operand may land in some unnamed slot.
+            loc = self.ex._loc(c)
+            for value in tracked:
+                if value in memory:
+                    continue
+                fn_t = _fn_type_of_pointer(value.type.get_canonical())
+                target = {"escaped": True, "fn_type": _canon(fn_t)} if fn_t is not None \
+                    else {"escaped": True, "record": self.ex.pointee_record(value.type)}
+                for v in self.ex.values(value):
+                    self.sink["stores"].append({"target": target, "value": v,
+                                                "function": self.fid, **loc})
 
     # ---- locals and parameters as variables -------------------------------------------------
 
@@ -1864,14 +1943,28 @@ class FunctionWalker:
         if not (is_fnptr or rec_ptr):
             return opaque
         target = self._target(s)
-        if target is None:
-            return opaque
-        if "local" in target:
-            return target  # seen through local_defs
+        if target is None or "local" in target:
+            if target is not None and not self._through_pointer(s):
+                return target  # an element of a local array: local storage
+            # '*pp = n' (notifier_chain_register's rcu_assign_pointer(*nl, n)), '*fnp = f',
+            # 'param[i] = ops': a slot no (record, field) or variable names.
+            fn_t = _fn_type_of_pointer(lt)
+            target = {"escaped": True, "fn_type": _canon(fn_t)} if fn_t is not None else \
+                {"escaped": True, "record": self.ex.pointee_record(lt)}
         loc = self.ex._loc(op)
         for v in self.ex.values(rhs):
             self.sink["stores"].append({"target": target, "value": v, "function": self.fid, **loc})
         return target
+
+    @staticmethod
+    def _through_pointer(s: ci.Cursor) -> bool:
+        """Whether lvalue ``s`` is reached through a pointer (``*p``, ``p[i]`` of a pointer),
+        not a local array's own element."""
+        if s.kind == K.ARRAY_SUBSCRIPT_EXPR:
+            kids = children(s)
+            return not kids or strip(kids[0]).type.get_canonical().kind not in (
+                TK.CONSTANTARRAY, TK.INCOMPLETEARRAY)
+        return True
 
     def _target(self, s: ci.Cursor) -> dict[str, Any] | None:
         """What a store to lvalue ``s`` writes, as facts name it (None: facts cannot)."""
@@ -1896,7 +1989,7 @@ class FunctionWalker:
         if s.kind == K.DECL_REF_EXPR and s.referenced is not None and \
                 s.referenced.kind == K.VAR_DECL and not Extractor._is_global(s.referenced):
             self.local_defs.setdefault(s.referenced.hash, []).append(rhs)
-        if self.ex.has_fnptr_fields(lt):
+        if self.ex.has_tracked_fields(lt):
             self.copy(lt, strip(rhs).type, self.ex.values(rhs), target, op)
         return target
 
@@ -1924,7 +2017,7 @@ class FunctionWalker:
         while pointee.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
             pointee = pointee.element_type.get_canonical()
         if pointee.kind == TK.RECORD:
-            if not self.ex.has_fnptr_fields(pointee):
+            if not self.ex.has_tracked_fields(pointee):
                 return
             st = src.type.get_canonical()
             src_rec = st.get_pointee() if st.kind == TK.POINTER else None
@@ -1959,7 +2052,8 @@ class FunctionWalker:
                     "type": self.ex.record_of_type(c.type) or _canon(c.type), **self.ex._loc(c),
                     "entries": entries})
             return
-        if t.kind == TK.RECORD and init.kind != K.INIT_LIST_EXPR and self.ex.has_fnptr_fields(t):
+        if t.kind == TK.RECORD and init.kind != K.INIT_LIST_EXPR and \
+                self.ex.has_tracked_fields(t):
             # 'struct foo_ops ops = *tmpl;': a copy, as by assignment.
             self.copy(t, strip(init).type, self.ex.values(init),
                       {"local": stable_name(c.spelling)}, c)

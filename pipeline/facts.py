@@ -99,8 +99,10 @@ whose initializer holds functions/objects/NULL)::
 
 Store (an assignment into a function-pointer or record-pointer slot at run time)::
 
-  {target: {layers: [[record, field]...]} | {var: ID, param|local|ret?: true}, value: Value,
-   function: ID, file, line}
+  {target: {layers: [[record, field]...]} | {var: ID, param|local|ret?: true}
+           | {escaped: true, record: R | fn_type: T}, value: Value, function: ID, file, line}
+  (``escaped``: a slot no (record, field) or variable names, ``*pp = n`` or an inline asm
+  operand such as cmpxchg's; ``record``/``fn_type``: what the stored pointer points to)
   (``static_call_update(x, f)`` is a store with target ``{var: "__SCK__x", static_call: true}``)
 
 Copy (a whole record copied: ``*a = *b``, ``a->s = b->s``, ``local = *p``, ``struct x l = *p;``,

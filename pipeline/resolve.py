@@ -93,6 +93,15 @@ Address-taken functions whose type is unknown (defined nowhere the parser saw) a
 every type class.  Both are counted in ``metrics.json`` (``wild_functions``,
 ``untyped_address_taken``).
 
+*Stores into unnamed slots* (``*qp = qops`` in register_qdisc, ``rcu_assign_pointer(*nl, n)``
+in notifier_chain_register, cmpxchg's inline asm in rpcauth_register; facts target
+``escaped``): an object stored so may be read wherever an object of its record is (it joins
+the containers of every walk step into that record), a function is wild; a value the facts
+cannot follow leaves every layer holding that record unconfined (``escaped-<reason>``), or
+every call of that function type (then the type layer).
+
+*Compound literals* are objects (``&(const struct iommu_domain_ops){...}``).
+
 *Objects defined without initializer* hold NULL in every slot, but for run-time stores.
 
 *Unions.*  A store through one member is a store to the others: every field of a record named
@@ -143,7 +152,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 8  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 9  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -330,6 +339,18 @@ _CARRIERS = {"fn": {"fn", "records", "word"}, "rec": {"rec", "records", "word"},
              "records": {"fn", "rec", "records", "word"}}
 
 
+ESCAPED_PREFIX = "escaped:"
+
+
+def escaped_var(target: dict[str, Any]) -> str:
+    """The pseudo-variable of stores into unnamed slots (``*pp = n``, ``p[i] = ops``):
+    ``escaped:record:<R>`` for pointers to record R, ``escaped:fn:<type>`` for function
+    pointers."""
+    if target.get("fn_type"):
+        return f"{ESCAPED_PREFIX}fn:{canon_type(target['fn_type'])}"
+    return f"{ESCAPED_PREFIX}record:{strip_quals(target.get('record')) or '?'}"
+
+
 def overlaid_layers(layouts: dict[str, Any]) -> dict[Layer, str]:
     """Slots a union lets code write under another name (``overlay:`` layouts, one per union
     the parser met whose members overlap a slot with a leaf named otherwise).
@@ -501,8 +522,13 @@ class Resolver:
             target = st.get("target") or {}
             value = st.get("value") or {}
             kind = value.get("kind")
-            if target.get("var"):
-                tkey: tuple[str, Any] = ("var", target["var"])
+            if target.get("escaped"):
+                # A slot no fact names (see escaped_var): a pseudo-variable per record /
+                # function type, read wherever such a slot is.
+                tkey = ("var", escaped_var(target))
+                vals = self.root[tkey[1]]
+            elif target.get("var"):
+                tkey = ("var", target["var"])
                 self.var_stored.add(target["var"])
                 vals = self.root[target["var"]]
                 if target.get("param") and (why := self.param_callers_unknown(target["var"])):
@@ -538,6 +564,19 @@ class Resolver:
                 self.store_vals[path[-1]].funcs |= vals.funcs
                 self.store_vals[path[-1]].objs |= vals.objs
         self._propagate(flows)
+        # What escaped stores put somewhere unnamed: objects join every read of their record,
+        # functions are wild (below); an unknown value leaves that record / type unconfined.
+        self.escaped_objs: dict[str, frozenset[str]] = {}
+        self.escaped_untrusted: dict[str, str] = {}
+        escaped_funcs: set[str] = set()
+        for var in [v for v in self.root if v.startswith(ESCAPED_PREFIX)]:
+            kind, what = var[len(ESCAPED_PREFIX):].split(":", 1)
+            why = self.var_taint.get(var)
+            if why:
+                self.escaped_untrusted[var] = why
+            if kind == "record":
+                self.escaped_objs[what] = frozenset(self.root[var].objs)
+            escaped_funcs |= self.root[var].funcs
         # Functions stored into a slot the parser could not name (``*(T *)&x = f``): they
         # may sit in any slot of their type, so every field walk keeps them.
         # A function kept in a variable or struct field declared as an integer or void *
@@ -551,7 +590,7 @@ class Resolver:
                 if not (t.get("layers") or t.get("var") or "local" in t) and \
                         t.get("lvalue") not in ("var", "field"):
                     wild.add(at["id"])
-        self.wild = frozenset(wild)
+        self.wild = frozenset(wild | escaped_funcs)
 
     def offset_layers(self, value: dict[str, Any]) -> list[Layer] | None:
         """The layers an ``offset-read`` value (``*(T *)((void *)ops + off)``, ``off`` a
@@ -817,6 +856,9 @@ class Resolver:
         reason = self.var_unknown(var)
         if reason:
             return reason
+        if outer is not None and (
+                why := self.escaped_untrusted.get(f"{ESCAPED_PREFIX}record:{outer}")):
+            return "escaped-" + why
         for oid in self.root[var].objs:
             if oid not in self.objects:
                 return "opaque-object"
@@ -849,6 +891,8 @@ class Resolver:
             inner = layers
         for j in range(len(inner) - 1, -1, -1):
             layer = inner[j]
+            # Objects of this record stored where no fact names may be the container too.
+            containers |= {(o, ()) for o in self.escaped_objs.get(layer[0], ())}
             if layer[0] in self.copied:
                 # Copies move values between objects of this record: read the whole layer.
                 vals = self.layer_all(layer)
@@ -889,6 +933,9 @@ class Resolver:
         trusted = 0
         for j, lay in enumerate(layers):
             why = self.layer_untrusted(lay)
+            if why is None and j > 0:
+                why = self.escaped_untrusted.get(f"{ESCAPED_PREFIX}record:{layers[j - 1][0]}")
+                why = "escaped-" + why if why else None
             if why is None:
                 why = self.slot_unseen(lay, bool(site.get("slot_fnptr"))) if j == 0 else \
                     self.link_unseen(lay, layers[j - 1][0])
@@ -929,6 +976,12 @@ class Resolver:
         else:
             confined = None
             rule = "type"
+        if confined is not None and (why := self.escaped_untrusted.get(
+                f"{ESCAPED_PREFIX}fn:{canon_type(site.get('fn_type'))}")):
+            # Some unnamed slot of this type got a value nothing follows (a '*fnp = v').
+            fallbacks.append({"reason": "escaped-" + why})
+            self.counts[f"fallback:escaped-{why}"] += 1
+            confined, rule = None, "type"
         if confined is not None and self.wild:
             confined = confined | self.wild
         if site.get("fn_type") in (None, "", "?"):

@@ -451,3 +451,26 @@ def test_compound_literals_are_objects(sites):
     assert s["targets"] == ["amd_like_attach@escapes.c"] and s["resolution"] == "field"
     s = sites[("ticker_run", "t->ops.tick")]
     assert s["targets"] == ["lit_tick@escapes.c"] and s["resolution"] == "field"
+
+
+def test_stores_through_a_pointer_to_the_slot(sites):
+    # '*qp = qops' appends to a list through 'struct qd_ops **': the ops objects stored that
+    # way may be read wherever a qd_ops is; '*slot = real_hook' makes real_hook wild.
+    s = sites[("qd_change", "sch->ops->change")]
+    assert s["targets"] == ["fifo_change@escapes.c"] and s["resolution"] == "field"
+    s = sites[("run_hook", "h->hook")]
+    assert s["targets"] == ["real_hook@escapes.c"]
+
+
+def test_literal_copied_into_a_record_holding_an_ops_pointer(sites):
+    s = sites[("pbuf_confirm", "b->ops->confirm")]
+    assert s["targets"] == ["anon_confirm@escapes.c", "cache_confirm@escapes.c"]
+    assert s["resolution"] == "field" and s["type_layer_count"] == 3
+
+
+def test_store_by_inline_asm(sites):
+    # cmpxchg's asm writes 'ops' into flavors[]: gss_auth is there beside null_auth; the
+    # u64 view of the slot (6.1's 64-bit case) leaves krb_auth stored somewhere unnamed.
+    s = sites[("auth_pseudoflavor", "ops->info2flavor")]
+    assert s["targets"] == ["gss_info2flavor@escapes.c", "krb_info2flavor@escapes.c",
+                            "null_info2flavor@escapes.c"]

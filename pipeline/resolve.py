@@ -100,6 +100,11 @@ the containers of every walk step into that record), a function is wild; a value
 cannot follow leaves every layer holding that record unconfined (``escaped-<reason>``), or
 every call of that function type (then the type layer).
 
+*BPF struct_ops* (``struct bpf_struct_ops`` objects, :func:`struct_ops_records`): a call
+through a slot of a record BPF programs can implement (``icsk->icsk_ca_ops->cong_avoid``)
+also reaches ``bpf-program``: the kernel object a struct_ops map registers holds trampolines
+into BPF programs, written through ``void *`` by bpf_struct_ops_map_update_elem.
+
 *Compound literals* are objects (``&(const struct iommu_domain_ops){...}``).
 
 *Objects defined without initializer* hold NULL in every slot, but for run-time stores.
@@ -152,7 +157,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 9  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 10  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -339,6 +344,37 @@ _CARRIERS = {"fn": {"fn", "records", "word"}, "rec": {"rec", "records", "word"},
              "records": {"fn", "rec", "records", "word"}}
 
 
+# include/linux/bpf.h, struct bpf_struct_ops: one object per record BPF programs can implement.
+STRUCT_OPS_RECORD = "struct bpf_struct_ops"
+
+
+def struct_ops_records(objects: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Records whose function slots BPF struct_ops programs fill, each with its
+    ``struct bpf_struct_ops`` object.
+
+    6.12 names the record by ``.cfi_stubs = &__bpf_ops_tcp_congestion_ops``, an object of it;
+    6.1 has no cfi_stubs, and BPF_STRUCT_OPS_TYPE(name) names the object ``bpf_<name>``
+    (kernel/bpf/bpf_struct_ops.c): ``bpf_tcp_congestion_ops`` implements
+    ``struct tcp_congestion_ops``.
+    """
+    out: dict[str, str] = {}
+    for oid, obj in sorted(objects.items()):
+        if strip_quals(obj.get("type")) != STRUCT_OPS_RECORD:
+            continue
+        record = None
+        for entry in obj.get("entries") or ():
+            value = entry.get("value") or {}
+            if (entry.get("path") or [None])[-1] == [STRUCT_OPS_RECORD, "cfi_stubs"] and \
+                    value.get("kind") == "object" and value.get("id") in objects:
+                record = record_type(objects[value["id"]].get("type"))
+        name = oid.split("@")[0]
+        if record is None and name.startswith("bpf_"):
+            record = f"struct {name[len('bpf_'):]}"
+        if record:
+            out.setdefault(record, oid)
+    return out
+
+
 ESCAPED_PREFIX = "escaped:"
 
 
@@ -414,6 +450,7 @@ class Resolver:
         self._index_objects(linked)
         self._index_records(linked)
         self._index_stores(linked)
+        self.struct_ops = struct_ops_records(self.objects)
         self._memo: dict[tuple[Path_, str | None], frozenset[str]] = {}
         self._by_params: dict[str, frozenset[str]] | None = None
         self._direct_edges = linked["direct_edges"]
@@ -1006,6 +1043,11 @@ class Resolver:
             targets = {BPF_PROGRAM_NODE} | (self.wild & flta)
             rule = "bpf-callback"
             self.counts["bpf-callback"] += 1
+        if layers and layers[0][0] in self.struct_ops and BPF_PROGRAM_NODE not in targets:
+            # A slot of a record BPF struct_ops programs implement (tcp_congestion_ops): a
+            # struct_ops map's kernel object holds trampolines into the BPF programs there.
+            targets = targets | {BPF_PROGRAM_NODE}
+            self.counts["bpf-struct-ops"] += 1
         return self._entry(site, rule, targets, len(flta), trusted, fallbacks)
 
     @staticmethod

@@ -1122,3 +1122,36 @@ def test_offset_read_is_not_confined_unless_every_call_passes_a_known_offsetof()
     linked, _, sites, _ = run(doc)
     assert linked["offsetof_params"]["get@a.c#arg1"]["calls"] == 2
     assert site_of(sites, "cb")["targets"] == every
+
+
+@pytest.mark.parametrize("style", ["6.1", "6.12"])
+def test_struct_ops_slots_reach_bpf_programs(style: str):
+    """``icsk->icsk_ca_ops->cong_avoid``: a struct_ops map registers a tcp_congestion_ops
+    whose slots are trampolines into BPF programs (written through ``void *``).  6.1 names
+    the record by the object's name (``bpf_tcp_congestion_ops``), 6.12 by its cfi_stubs."""
+    ca_t = "void (struct sock *)"
+    ca = [["struct tcp_congestion_ops", "cong_avoid"], ["struct icsk", "ca_ops"]]
+    funcs = [fn("reno_cong_avoid", file="c.c", type=ca_t),
+             fn("stub_cong_avoid", file="b.c", type=ca_t, linkage="internal"),
+             fn("tcp_ack", file="c.c", type=VOID_T,
+                calls=[icall(ca_t, ca, file="c.c", expr="icsk->ca_ops->cong_avoid")])]
+    st_ops_entries: list[tuple[list[list[Any]], dict[str, Any]]] = []
+    objects = [obj("tcp_reno", "struct tcp_congestion_ops",
+                   [([["struct tcp_congestion_ops", "cong_avoid"]], F("reno_cong_avoid"))]),
+               obj("init_icsk", "struct icsk", [([["struct icsk", "ca_ops"]], OBJ("tcp_reno"))])]
+    if style == "6.12":
+        objects.append(obj("__bpf_ops_tcp_congestion_ops@b.c", "struct tcp_congestion_ops",
+                           [([["struct tcp_congestion_ops", "cong_avoid"]],
+                             F("stub_cong_avoid@b.c"))], file="b.c"))
+        st_ops_entries.append(([["struct bpf_struct_ops", "cfi_stubs"]],
+                               OBJ("__bpf_ops_tcp_congestion_ops@b.c")))
+        st_ops_id = "tcp_ca_st_ops@b.c"  # no bpf_<record> name: cfi_stubs tells
+    else:
+        st_ops_id = "bpf_tcp_congestion_ops"
+    objects.append(obj(st_ops_id, "struct bpf_struct_ops", st_ops_entries, file="b.c"))
+    _, graph, sites, _ = run(tu("c.c", funcs, objects=objects), map_tu())
+    s = site_of(sites, "icsk->ca_ops->cong_avoid")
+    assert "bpf-program" in s["targets"] and "reno_cong_avoid" in s["targets"]
+    assert s["resolution"] == "field"
+    assert "bpf-program" not in site_of(sites, "map->ops->lookup")["targets"]
+    assert any(e["target"] == "bpf-program" for e in graph["edges"])

@@ -138,6 +138,19 @@ pointer.  Those taint what they flow into, as any non-constant store.  A call th
 with one simple definition keeps that definition's layers (``ops = dev->netdev_ops;
 ops->ndo_start_xmit(...)``).
 
+*What the rules take for granted* (where a kernel could still call something not listed):
+
+- a ``void *`` or ``char *`` cast to a record pointer points at an object of that record
+  (container_of, private data, allocations): such casts are not judged as puns; a slot written
+  byte by byte (not by memcpy/memmove, which are copies) is not seen;
+- an inline asm statement writes its memory operands with its other operands (libclang gives
+  no constraints); asm that computes a function address itself (paravirt patching, the
+  alternatives) is outside C;
+- code made at run time is one node, ``bpf-program`` (callbacks, struct_ops); what fentry,
+  kprobe and tracepoint programs attached to a function add is not an edge here: it is the
+  nesting a verifier adds on top of this graph;
+- user memory never holds a function pointer the kernel calls.
+
 Speed: every index (slot contents, per-layer stores, taints, type classes) is built once; a site
 costs a walk over the few objects its layers hold; walks are memoized per (layers, root).
 """

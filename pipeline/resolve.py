@@ -105,6 +105,9 @@ through a slot of a record BPF programs can implement (``icsk->icsk_ca_ops->cong
 also reaches ``bpf-program``: the kernel object a struct_ops map registers holds trampolines
 into BPF programs, written through ``void *`` by bpf_struct_ops_map_update_elem.
 
+*BPF programs run*: a call of struct bpf_prog's entry type (``bpf_func``, where the JIT
+stores its image) also reaches ``bpf-program`` (:data:`BPF_PROG_ENTRY_TYPE`).
+
 *Compound literals* are objects (``&(const struct iommu_domain_ops){...}``).
 
 *Objects defined without initializer* hold NULL in every slot, but for run-time stores.
@@ -170,7 +173,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 10  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 11  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -188,6 +191,11 @@ BPF_CALLBACK_TYPEDEF = "bpf_callback_t"
 # The node a BPF callback call reaches: JITed BPF code, not a C function ('-' keeps it apart
 # from every C identifier).
 BPF_PROGRAM_NODE = "bpf-program"
+# include/linux/bpf.h (6.1 and 6.12), struct bpf_prog's entry: 'unsigned int (*bpf_func)(const
+# void *ctx, const struct bpf_insn *insn)'.  The JIT stores its image there ('prog->bpf_func =
+# (void *)image', arch/x86/net/bpf_jit_comp.c), a value no C function stands for; a call of
+# this type (bpf_dispatcher_nop_func's, under every bpf_prog_run()) runs a BPF program.
+BPF_PROG_ENTRY_TYPE = "unsigned int (const void *, const struct bpf_insn *)"
 
 NODE_KEYS = ("id", "name", "file", "line", "linkage", "defined", "type", "attrs", "section",
              "bpf_kfunc")
@@ -1056,7 +1064,10 @@ class Resolver:
             targets = {BPF_PROGRAM_NODE} | (self.wild & flta)
             rule = "bpf-callback"
             self.counts["bpf-callback"] += 1
-        if layers and layers[0][0] in self.struct_ops and BPF_PROGRAM_NODE not in targets:
+        if canon_type(site.get("fn_type")) == BPF_PROG_ENTRY_TYPE:
+            targets = targets | {BPF_PROGRAM_NODE}  # a JITed program (see BPF_PROG_ENTRY_TYPE)
+            self.counts["bpf-prog-entry"] += 1
+        elif layers and layers[0][0] in self.struct_ops and BPF_PROGRAM_NODE not in targets:
             # A slot of a record BPF struct_ops programs implement (tcp_congestion_ops): a
             # struct_ops map's kernel object holds trampolines into the BPF programs there.
             targets = targets | {BPF_PROGRAM_NODE}

@@ -1155,3 +1155,16 @@ def test_struct_ops_slots_reach_bpf_programs(style: str):
     assert s["resolution"] == "field"
     assert "bpf-program" not in site_of(sites, "map->ops->lookup")["targets"]
     assert any(e["target"] == "bpf-program" for e in graph["edges"])
+
+
+def test_bpf_program_entry_calls_reach_bpf_programs():
+    """``bpf_dispatcher_nop_func``'s ``bpf_func(ctx, insnsi)``: the interpreters and the JIT's
+    image (stored as ``(void *)image``, no C function) may run there."""
+    entry_t = "unsigned int (const void *, const struct bpf_insn *)"
+    funcs = [fn("__bpf_prog_run32", type=entry_t, linkage="internal"),
+             fn("nop_func", type=entry_t, calls=[icall(entry_t, expr="bpf_func")]),
+             fn("other", type=VOID_T, calls=[icall(INT_T, expr="cb")])]
+    _, _, sites, _ = run(tu("a.c", funcs, taken=["__bpf_prog_run32@a.c"]))
+    s = site_of(sites, "bpf_func")
+    assert s["targets"] == ["__bpf_prog_run32@a.c", "bpf-program"]
+    assert "bpf-program" not in site_of(sites, "cb")["targets"]

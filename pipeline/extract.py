@@ -28,7 +28,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 28
+EXTRACTOR_VERSION = 29
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -1639,6 +1639,13 @@ class FunctionWalker:
                         callee.referenced.kind == K.FUNCTION_DECL):
                     self.visit(kids[0], c)
             ref = c.referenced
+            if (ref is None or ref.kind != K.FUNCTION_DECL) and kids and \
+                    callee.kind == K.DECL_REF_EXPR and callee.referenced is not None and \
+                    callee.referenced.kind == K.FUNCTION_DECL:
+                # '((btf_x)____x)(...)' (BPF_CALL_x, include/linux/filter.h) names no decl,
+                # as call() sees: ____x is called directly, and its parameters get these
+                # arguments (bpf_find_vma's callback_fn held nothing without them).
+                ref = callee.referenced
             if c.spelling == "__symbol_get" and (sym := symbol_get_name(c)):
                 # The named function's address is taken here, by name (EXPORT_SYMBOL's
                 # __ADDRESSABLE does not count as taking it).

@@ -9,7 +9,12 @@ function only when code we walk refers to it — once per worker process, not on
 Kernel idioms handled here (see ``../shared/notes/libclang-ast.md``):
 
 - ``BPF_CALL_x`` (include/linux/filter.h): the wrapper calls ``((btf_x)____x)(...)``, a
-  ``CALL_EXPR`` with no referenced decl; stripping parens and casts reaches ``____x``.
+  ``CALL_EXPR`` with no referenced decl; stripping parens and casts reaches ``____x``, whose
+  parameters get the arguments.
+- x86 ``cmpxchg()``/``xchg()`` (arch/x86/include/asm/cmpxchg.h) store in inline asm: the asm
+  statement's operands are read as stores (:meth:`FunctionWalker.asm`).
+- Unions whose members lay a slot under another name (``struct key``'s ``index_key``) are
+  recorded as ``overlay:`` layouts; compound literals (``&(const struct x){...}``) are objects.
 - Anonymous records: named from the enclosing record (``struct a::field`` for a named member,
   the parent's own name for a transparent member), never from the absolute path clang prints.
 - ``BTF_ID_FLAGS`` and friends (include/linux/btf_ids.h) expand to file-scope asm or to nothing,

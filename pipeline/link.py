@@ -50,7 +50,7 @@ from pipeline.fsutil import KcgError, atomic_write_bytes, read_json, sha256_byte
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 from pipeline.store import FactsStore
 
-LINK_VERSION = 8  # bump whenever the linked document or a link rule changes
+LINK_VERSION = 9  # bump whenever the linked document or a link rule changes
 LINKED_FILE = "linked.json.gz"
 
 # Calls the compiler expands itself; they never reach a symbol, so they are not graph edges.
@@ -276,6 +276,19 @@ def _merge_layouts(seen: list[dict[str, Any] | None]) -> dict[str, Any] | None:
                        for place, t, kind in zip(places[0], tracked, kinds, strict=True)]}
 
 
+def _merge_overlays(seen: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """A union's overlay (pipeline.facts) as every TU saw it: all their leaves together.
+
+    Unlike a cast's layout, a disagreement (an ``#ifdef`` inside the union) must not lose the
+    union: every leaf any TU saw may overlay the others, which can only add overlaps.
+    """
+    leaves = {tuple(leaf) for lay in seen if lay for leaf in lay["leaves"]}
+    if not leaves:
+        return None
+    return {"leaves": [list(leaf) for leaf in sorted(
+        leaves, key=lambda x: (x[0], x[1], x[2] or "", x[3] or "", x[4], x[5:]))]}
+
+
 def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Merge facts documents (TU and header-function) into the linked document (pure)."""
     defs: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -394,7 +407,8 @@ def link_documents(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
         "copies": _dedupe_sorted(lists["copies"], "file"),
         "casts": _dedupe_sorted(lists["casts"], "file"),
         "address_taken": address_taken,
-        "layouts": {rec: _merge_layouts(layouts[rec]) for rec in sorted(layouts)},
+        "layouts": {rec: (_merge_overlays if rec.startswith("overlay:") else _merge_layouts)(
+            layouts[rec]) for rec in sorted(layouts)},
         "bpf": {
             "protos": _dedupe_sorted(bpf["protos"], "id"),
             "proto_switches": _dedupe_sorted(bpf["proto_switches"], "function"),

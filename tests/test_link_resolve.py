@@ -1168,3 +1168,19 @@ def test_bpf_program_entry_calls_reach_bpf_programs():
     s = site_of(sites, "bpf_func")
     assert s["targets"] == ["__bpf_prog_run32@a.c", "bpf-program"]
     assert "bpf-program" not in site_of(sites, "cb")["targets"]
+
+
+def test_union_overlays_seen_differently_by_two_tus_keep_every_leaf():
+    """An ``#ifdef`` inside a union: one TU sees a member the other does not.  The union's
+    leaves are united (a cast's layout would be dropped as unknown), so the slot the extra
+    member overlays is still untrusted."""
+    key = "overlay:struct map::(anonymous union at a.h:3:2)"
+    base = [[0, 64, "struct map", "h", False, "int"], [64, 64, "struct map", "ops", True, "rec"]]
+    a = map_tu()
+    a["layouts"] = {key: {"leaves": base}}
+    b = tu("b.c", [fn("other_fn", file="b.c")])
+    b["layouts"] = {key: {"leaves": [*base, [64, 64, "struct dbg_key", "ops", True, "rec"]]}}
+    linked, _, sites, _ = run(a, b)
+    assert len(linked["layouts"][key]["leaves"]) == 3
+    s = site_of(sites, "map->ops->lookup")
+    assert s["fallbacks"] == [{"layer": ["struct map", "ops"], "reason": "union-overlay"}]

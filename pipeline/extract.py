@@ -1994,8 +1994,9 @@ class FunctionWalker:
         """``*a = *b``, ``a->s = b->s``, ``local = *p``: a whole record copied.
 
         Recorded whatever the destination is: ``*drv = xhci_hc_driver`` (xhci_init_driver)
-        fills an object through a parameter, and resolve reads the layers of a record
-        copied from its own type layer-wide (from another type: not confined).
+        fills an object through a parameter.  Resolve stores a known source object's slots
+        at their layers, reads a record copied from an unknown one of its own type
+        layer-wide, and does not confine one copied from another type.
         """
         target = self._target(s) or opaque
         if s.kind == K.DECL_REF_EXPR and s.referenced is not None and \
@@ -2016,10 +2017,11 @@ class FunctionWalker:
     def mem_copy(self, call: ci.Cursor, args: list[ci.Cursor]) -> None:
         """``memcpy(dst, src, n)`` (and memmove): a copy of what ``dst`` points to.
 
-        A record holding function pointers is copied as by ``*dst = *src`` (the source's
-        record as the argument had it before the conversion to ``void *``; a buffer is no
-        record, and anything may land).  A function-pointer slot filled this way gets a
-        value the facts cannot follow: a non-constant store.
+        A record holding slots (function pointers, ops pointers) is copied as by ``*dst =
+        *src`` (the source's record as the argument had it before the conversion to ``void
+        *``; a buffer is no record, and anything may land).  A named function-pointer slot
+        filled this way gets a value the facts cannot follow: a non-constant store.  (One
+        reached through a plain pointer, ``memcpy(fnp, ...)``, is not recorded.)
         """
         dst, src = strip(args[0]), strip(args[1])
         dt = dst.type.get_canonical()

@@ -326,6 +326,11 @@ def _leaf_kind(t: ci.Type, tracked: bool) -> str:
     return "int"
 
 
+def _leaf_order(leaf: list[Any]) -> tuple[int, int, str, str]:
+    """Layout leaves sorted by place, then name (an array of records has no field)."""
+    return leaf[0], leaf[1], leaf[2] or "", leaf[3] or ""
+
+
 def _overlaid_slots(leaves: list[list[Any]]) -> bool:
     """Whether some tracked leaf is overlapped by a leaf named otherwise (a pun)."""
     spans = sorted(leaves, key=lambda x: x[0])
@@ -580,65 +585,50 @@ class Extractor:
         c = t.get_canonical()
         return self.record_of_type(c.get_pointee()) if c.kind == TK.POINTER else None
 
+    def _record_holds(self, t: ci.Type, depth: int, cache: dict[int, bool],
+                      holds: Callable[[ci.Type, int], bool]) -> bool:
+        """Whether record ``t`` has a field ``holds`` accepts (given its canonical type and
+        ``depth``), memoized per declaration in ``cache``.  A record incomplete here
+        (``struct net_device_ops;``) may hold anything: another TU may see such fields, and
+        stores and arguments of pointers to it must be recorded, or a layer would look
+        complete without them."""
+        c = t.get_canonical()
+        if c.kind != TK.RECORD or depth > 3:
+            return False
+        d = c.get_declaration()
+        h = d.hash
+        hit = cache.get(h)
+        if hit is not None:
+            return hit
+        definition = d.get_definition()
+        if definition is None:
+            cache[h] = True
+            return True
+        cache[h] = False  # cycle guard
+        found = any(f.kind == K.FIELD_DECL and holds(f.type.get_canonical(), depth)
+                    for f in children(definition))
+        cache[h] = found
+        return found
+
     def has_tracked_fields(self, t: ci.Type, depth: int = 0) -> bool:
         """Whether a record (or embedded records in it) holds slots calls resolve through:
         function pointers or pointers to records holding them (``struct pipe_buffer``'s
         ``ops``).  A copy of such a record moves what those slots hold."""
-        c = t.get_canonical()
-        if c.kind != TK.RECORD or depth > 3:
-            return False
-        d = c.get_declaration()
-        h = d.hash
-        hit = self._has_tracked.get(h)
-        if hit is not None:
-            return hit
-        definition = d.get_definition()
-        if definition is None:
-            self._has_tracked[h] = True  # incomplete here: may hold any (see has_fnptr_fields)
-            return True
-        self._has_tracked[h] = False  # cycle guard
-        found = False
-        for f in children(definition):
-            if f.kind == K.FIELD_DECL:
-                ft = f.type.get_canonical()
-                while ft.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
-                    ft = ft.element_type.get_canonical()
-                if self.tracked_type(ft) or self.has_tracked_fields(ft, depth + 1):
-                    found = True
-                    break
-        self._has_tracked[h] = found
-        return found
+        return self._record_holds(t, depth, self._has_tracked, self._tracked_field)
+
+    def _tracked_field(self, ft: ci.Type, depth: int) -> bool:
+        while ft.kind in (TK.CONSTANTARRAY, TK.INCOMPLETEARRAY):
+            ft = ft.element_type.get_canonical()
+        return self.tracked_type(ft) or self.has_tracked_fields(ft, depth + 1)
 
     def has_fnptr_fields(self, t: ci.Type, depth: int = 0) -> bool:
         """Whether a record (or embedded records in it) holds function pointers."""
-        c = t.get_canonical()
-        if c.kind != TK.RECORD or depth > 3:
-            return False
-        d = c.get_declaration()
-        h = d.hash
-        hit = self._has_fnptr.get(h)
-        if hit is not None:
-            return hit
-        definition = d.get_definition()
-        if definition is None:
-            # Incomplete here (``struct net_device_ops;``): another TU may see fn-ptr fields
-            # in it.  Stores and arguments of such pointers must be recorded, or a layer
-            # would look complete without them.
-            self._has_fnptr[h] = True
-            return True
-        d = definition
-        self._has_fnptr[h] = False  # cycle guard
-        found = False
-        for f in children(d):
-            if f.kind == K.FIELD_DECL:
-                ft = f.type.get_canonical()
-                if _fn_type_of_pointer(ft) is not None or (
-                    ft.kind == TK.CONSTANTARRAY and _fn_type_of_pointer(ft.element_type) is not None
-                ) or self.has_fnptr_fields(ft, depth + 1):
-                    found = True
-                    break
-        self._has_fnptr[h] = found
-        return found
+        return self._record_holds(t, depth, self._has_fnptr, self._fnptr_field)
+
+    def _fnptr_field(self, ft: ci.Type, depth: int) -> bool:
+        return _fn_type_of_pointer(ft) is not None or (
+            ft.kind == TK.CONSTANTARRAY and _fn_type_of_pointer(ft.element_type) is not None
+        ) or self.has_fnptr_fields(ft, depth + 1)
 
     def tracked_type(self, t: ci.Type) -> bool:
         """Types whose values the facts follow through locals and parameters: function
@@ -753,8 +743,7 @@ class Extractor:
             return hit
         leaves: list[list[Any]] = []
         ok = self._flatten(c, 0, leaves, 0)
-        out = {"leaves": sorted(leaves, key=lambda x: (x[0], x[1], x[2] or "", x[3] or ""))} \
-            if ok else None
+        out = {"leaves": sorted(leaves, key=_leaf_order)} if ok else None
         self._layouts[decl.hash] = out
         return out
 
@@ -816,8 +805,7 @@ class Extractor:
         if not self._flatten(t, 0, leaves, 0):
             return  # a member without a fixed layout (a flexible array): not judged
         if _overlaid_slots(leaves):
-            layouts[key] = {"leaves": sorted(leaves, key=lambda x: (x[0], x[1], x[2] or "",
-                                                                     x[3] or ""))}
+            layouts[key] = {"leaves": sorted(leaves, key=_leaf_order)}
 
     def lvalue_kind(self, e: ci.Cursor, t: ci.Type) -> str:
         """What an assignment of type ``t`` writes: ``var`` (a variable) or ``field`` (a struct
@@ -1756,9 +1744,7 @@ class FunctionWalker:
             for value in tracked:
                 if value in memory:
                     continue
-                fn_t = _fn_type_of_pointer(value.type.get_canonical())
-                target = {"escaped": True, "fn_type": _canon(fn_t)} if fn_t is not None \
-                    else {"escaped": True, "record": self.ex.pointee_record(value.type)}
+                target = self._escaped_target(value.type)
                 for v in self.ex.values(value):
                     self.sink["stores"].append({"target": target, "value": v,
                                                 "function": self.fid, **loc})
@@ -1960,13 +1946,19 @@ class FunctionWalker:
                 return target  # an element of a local array: local storage
             # '*pp = n' (notifier_chain_register's rcu_assign_pointer(*nl, n)), '*fnp = f',
             # 'param[i] = ops': a slot no (record, field) or variable names.
-            fn_t = _fn_type_of_pointer(lt)
-            target = {"escaped": True, "fn_type": _canon(fn_t)} if fn_t is not None else \
-                {"escaped": True, "record": self.ex.pointee_record(lt)}
+            target = self._escaped_target(lt)
         loc = self.ex._loc(op)
         for v in self.ex.values(rhs):
             self.sink["stores"].append({"target": target, "value": v, "function": self.fid, **loc})
         return target
+
+    def _escaped_target(self, t: ci.Type) -> dict[str, Any]:
+        """The target of a store of a tracked pointer of type ``t`` into a slot no fact
+        names: by the function type or the record it points to."""
+        fn_t = _fn_type_of_pointer(t.get_canonical())
+        if fn_t is not None:
+            return {"escaped": True, "fn_type": _canon(fn_t)}
+        return {"escaped": True, "record": self.ex.pointee_record(t)}
 
     @staticmethod
     def _through_pointer(s: ci.Cursor) -> bool:

@@ -345,7 +345,7 @@ _POINTER_TO_POINTER = re.compile(r"\*\s*(?:volatile\s*)?\*|\(\*\*\)")
 # 'void **', 'struct page **', 'void (**)(void)', 'unsigned long *': a record read as an array
 # of pointer-sized words, whose slots the code then writes without naming them (a view of
 # const words, 'const unsigned long *', 'void *const *', writes nothing).
-_WORD_VIEW_RE = re.compile(r"\*\s*(?:volatile\s*)?\*|\(\*\*\)|^(?:volatile\s+)?(?:unsigned\s+)?"
+_WORD_VIEW_RE = re.compile(_POINTER_TO_POINTER.pattern + r"|^(?:volatile\s+)?(?:unsigned\s+)?"
                            r"long(?:\s+long)?(?:\s+int)?\s*\*$")
 
 
@@ -405,7 +405,12 @@ def escaped_var(target: dict[str, Any]) -> str:
     pointers."""
     if target.get("fn_type"):
         return f"{ESCAPED_PREFIX}fn:{canon_type(target['fn_type'])}"
-    return f"{ESCAPED_PREFIX}record:{strip_quals(target.get('record')) or '?'}"
+    return escaped_record_var(strip_quals(target.get("record")) or "?")
+
+
+def escaped_record_var(record: str) -> str:
+    """:func:`escaped_var` of pointers to ``record``."""
+    return f"{ESCAPED_PREFIX}record:{record}"
 
 
 def overlaid_layers(layouts: dict[str, Any]) -> dict[Layer, str]:
@@ -915,7 +920,7 @@ class Resolver:
         if reason:
             return reason
         if outer is not None and (
-                why := self.escaped_untrusted.get(f"{ESCAPED_PREFIX}record:{outer}")):
+                why := self.escaped_untrusted.get(escaped_record_var(outer))):
             return "escaped-" + why
         for oid in self.root[var].objs:
             if oid not in self.objects:
@@ -992,7 +997,7 @@ class Resolver:
         for j, lay in enumerate(layers):
             why = self.layer_untrusted(lay)
             if why is None and j > 0:
-                why = self.escaped_untrusted.get(f"{ESCAPED_PREFIX}record:{layers[j - 1][0]}")
+                why = self.escaped_untrusted.get(escaped_record_var(layers[j - 1][0]))
                 why = "escaped-" + why if why else None
             if why is None:
                 why = self.slot_unseen(lay, bool(site.get("slot_fnptr"))) if j == 0 else \

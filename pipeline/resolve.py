@@ -46,8 +46,10 @@ into ``(A, ops)`` does not appear.  The result is intersected with the type laye
 
 *Not trusted* (MLTA's escape rules; each fallback is recorded at the site and counted):
 
-- a non-constant value (a parameter in a setter, a field read, a call's result) is stored into
-  the layer's slot (``nonconst-store``) or appears in an initializer (``nonconst-init``);
+- a non-constant value the facts cannot follow (an address computed, an integer cast) is stored
+  into the layer's slot (``nonconst-store``) or appears in an initializer (``nonconst-init``);
+  a named one (a setter's parameter, a field read, a call's result), stored or in an
+  initializer (``struct cpu_stop_work work = { .fn = fn }``), is a value flow (above);
 - a cast between the layer's record and another lets the other write the slot under another
   name (``record-cast``): the two layouts (facts ``layouts``) are compared leaf by leaf, and a
   slot is safe where the other record has the very same layer at the same place (first-member
@@ -173,7 +175,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 11  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 12  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -532,6 +534,8 @@ class Resolver:
         self.fnptr_init: set[Layer] = set()
         # layer -> records of the sub-objects nested initializers show inside its slot
         self.sub_records: dict[Layer, set[str]] = defaultdict(set)
+        # (slot or variable, source) of initializer entries that copy a named value
+        self.init_flows: list[tuple[tuple[str, Any], tuple[str, Any]]] = []
         for obj in linked["objects"]:
             oid = obj["id"]
             for entry in obj.get("entries") or ():
@@ -558,7 +562,15 @@ class Resolver:
                 elif kind == "object":
                     target.objs.add(value["id"])
                 elif kind == "nonconst":
-                    if path:
+                    # '{ .fn = fn }' with 'fn' a parameter (stop_one_cpu's cpu_stop_work,
+                    # devm_remove_action's action_devres): a store of what the parameter
+                    # holds, as for '.fn = fn;' at run time.  A value the facts cannot
+                    # follow leaves the slot unconfined.
+                    key = ("layer", path[-1]) if path else ("var", oid)
+                    src = self._source_of(value)
+                    if src is not None:
+                        self.init_flows.append((key, src))
+                    elif path:
                         self.layer_taint.setdefault(path[-1], "nonconst-init")
                     else:
                         self.var_taint.setdefault(oid, "nonconst-init")
@@ -574,7 +586,7 @@ class Resolver:
         self.stored_layers: set[Layer] = set()
         # (target, source): a slot that receives what another slot or variable holds
         # (``file->f_op = inode->i_fop``, ``a->cb = default_cb_ptr``): MLTA propagation.
-        flows: list[tuple[tuple[str, Any], tuple[str, Any]]] = []
+        flows: list[tuple[tuple[str, Any], tuple[str, Any]]] = list(self.init_flows)
         # A parameter receives what every direct call passes, but a function whose address
         # is taken has callers no fact names; with a failed TU, any function may.
         self.called_indirectly = {at["id"] for at in linked["address_taken"] if at.get("id")}

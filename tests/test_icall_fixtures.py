@@ -228,6 +228,14 @@ def test_setter_whose_address_is_taken_confines_nothing(sites):
     assert reasons & {"flow-from-untrusted", "param-of-address-taken-function"}, s["fallbacks"]
 
 
+def test_initializer_storing_a_parameter(sites):
+    # run_one: 'struct pwork work = { .fn = fn };' is a store of what callers pass (p_two,
+    # p_three), as '.fn = fn;' would be; p_one (also int (int), passed elsewhere) is not.
+    s = sites[("pwork_thread", "w->fn")]
+    assert s["targets"] == ["p_three@params.c", "p_two@params.c"]
+    assert s["resolution"] == "field"  # the local 'queued' holds an address nothing names
+
+
 def test_local_with_two_definitions(sites):
     s = sites[("two_defs", "ops->op")]
     assert s["targets"] == ["p_one@params.c", "p_two@params.c"]  # not ops_c's p_three

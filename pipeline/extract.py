@@ -13,6 +13,10 @@ Kernel idioms handled here (see ``../shared/notes/libclang-ast.md``):
   parameters get the arguments.
 - x86 ``cmpxchg()``/``xchg()`` (arch/x86/include/asm/cmpxchg.h) store in inline asm: the asm
   statement's operands are read as stores (:meth:`FunctionWalker.asm`).
+- ``replace_fops(filp, fops); filp->f_op->open(...)`` (chrdev_open and the other char-device
+  open dispatchers): a call through a path that every way to it has just stored into is read
+  through the stored value (:mod:`pipeline.definite`, a must-analysis run only on functions
+  with such a store).
 - Unions whose members lay a slot under another name (``struct key``'s ``index_key``) are
   recorded as ``overlay:`` layouts; compound literals (``&(const struct x){...}``) are objects.
 - Anonymous records: named from the enclosing record (``struct a::field`` for a named member,
@@ -33,7 +37,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 29
+EXTRACTOR_VERSION = 30
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -1596,6 +1600,9 @@ class FunctionWalker:
         self.local_defs: dict[int, list[ci.Cursor]] = {}
         self.escaped: set[int] = set()  # locals whose address is taken
         self.local_calls: list[tuple[dict[str, Any], int]] = []
+        # indirect calls through two or more layers: definite stores may shorten them
+        self.path_calls: list[tuple[dict[str, Any], ci.Cursor]] = []
+        self._stores_from = len(ex.sink["stores"])
         self.offset_casts: set[int] = set()  # casts whose result pointer arithmetic moves
         self.is_proto_fn = _canon(decl.result_type) == PROTO_TYPE
         self.returns_tracked = ex.tracked_type(decl.result_type)
@@ -1608,6 +1615,7 @@ class FunctionWalker:
 
     def walk(self, body: ci.Cursor) -> None:
         self.visit(body, None)
+        self._apply_definite_stores(body)
         self._apply_local_defs()
         if self.is_proto_fn:
             cases = [c for c in self.cases if c["protos"] or c["calls"]]
@@ -1903,6 +1911,8 @@ class FunctionWalker:
         self.fn["calls"].append(call)
         if base.get("kind") == "local" and "hash" in base:
             self.local_calls.append((call, base["hash"]))
+        if len(layers) >= 2 and base.get("kind") in ("local", "param"):
+            self.path_calls.append((call, c))
 
     def _static_call_update(self, kids: list[ci.Cursor]) -> None:
         """``__static_call_update(&__SCK__x, tramp, f)``: f now flows into the key's func."""
@@ -2097,6 +2107,37 @@ class FunctionWalker:
                     layouts[name] = self.ex.layout(t.get_pointee())
         self.sink["casts"].append(fact)
 
+    def _apply_definite_stores(self, body: ci.Cursor) -> None:
+        """``replace_fops(filp, fops); filp->f_op->open(...)``: read the call through the value
+        every path stored into ``filp->f_op`` just before (see :mod:`pipeline.definite`)."""
+        if not self.path_calls:
+            return
+        stored = {tuple(tuple(lay) for lay in st["target"]["layers"])
+                  for st in self.sink["stores"][self._stores_from:]
+                  if st.get("function") == self.fid and (st.get("target") or {}).get("layers")}
+        calls = [(call, c) for call, c in self.path_calls
+                 if any(tuple(tuple(lay) for lay in call["layers"][k:]) in stored
+                        for k in range(1, len(call["layers"])))]
+        if not calls:
+            return
+        from pipeline.definite import DefiniteStores  # it imports this module
+        found = DefiniteStores(self.ex, body, [c for _, c in calls]).run()
+        for call, c in calls:
+            hit = found.get(c.hash)
+            if hit is None:
+                continue
+            k, value = hit
+            layers, base = self.ex.chain(value)
+            if base.get("kind") not in ("local", "param", "global", "static", "call") or \
+                    base.get("subscript"):
+                continue
+            self.local_calls = [(lc, h) for lc, h in self.local_calls if lc is not call]
+            call["layers"] = call["layers"][:k] + layers
+            call["base"] = {key: v for key, v in base.items() if key not in ("hash", "subscript")}
+            call["base"]["via_store"] = self.ex.where(value)[1]
+            if base.get("kind") == "local" and "hash" in base:
+                self.local_calls.append((call, base["hash"]))
+
     def _apply_local_defs(self) -> None:
         """``ops = dev->netdev_ops; ops->ndo_start_xmit(...)``: extend the call's layers."""
         for call, h in self.local_calls:
@@ -2112,8 +2153,11 @@ class FunctionWalker:
             if not call["layers"] and layers and self.ex.fnptr_struct_field(d):
                 call["slot_fnptr"] = True
             call["layers"] = call["layers"] + layers
+            via_store = call["base"].get("via_store")
             call["base"] = {k: v for k, v in base.items() if k not in ("hash", "subscript")}
             call["base"]["via_local"] = True
+            if via_store is not None:
+                call["base"]["via_store"] = via_store
 
     # ---- bpf_func_proto switches ----------------------------------------------------------------
 

@@ -88,7 +88,12 @@ Call (``line``/``col`` of the call's expansion site; ``expr`` is the callee expr
 
   For a call through a local variable with one simple definition in the same function
   (``ops = dev->netdev_ops; ops->ndo_start_xmit(...)``), the definition's layers are appended
-  to ``layers`` and ``base`` is that definition's base.
+  to ``layers`` and ``base`` is that definition's base (``via_local: true``).
+
+  For a call through a path every way to the call has just stored into
+  (``replace_fops(filp, fops); filp->f_op->open(...)``, :mod:`pipeline.definite`), the layers
+  of that path are replaced by the stored value's and ``base`` is its base (``via_store``: the
+  line of the value).
 
 Object (a global/static variable of a record type that holds function pointers — with or
 without an initializer: a definition without one holds NULL in every slot — or any variable

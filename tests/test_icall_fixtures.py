@@ -195,7 +195,7 @@ def test_write_once_parameter_store(sites):
 def test_metrics(out, sites):
     m = read_json(out / "metrics.json")
     assert m["sites"] == len(sites)
-    assert m["tus"] == 18 and m["tus_failed"] == 0
+    assert m["tus"] == 19 and m["tus_failed"] == 0
     assert sum(m["resolution_counts"].values()) == m["sites"]
     assert m["type_layer"]["mean"] >= m["targets"]["mean"]
 
@@ -487,3 +487,33 @@ def test_store_by_inline_asm(sites):
     s = sites[("auth_pseudoflavor", "ops->info2flavor")]
     assert s["targets"] == ["gss_info2flavor@escapes.c", "krb_info2flavor@escapes.c",
                             "null_info2flavor@escapes.c"]
+
+
+# ---- definite stores (definite.c) ------------------------------------------------------------
+DEF_ALL = ["chr_open@definite.c", "decoy_open@definite.c", "other_open@definite.c"]
+
+
+def test_definite_store_before_the_call(sites):
+    # chrdev_open's replace_fops(filp, fops); filp->f_op->open(filp): fops = p->ops holds the
+    # cdev tables (chr_fops, other_fops), never decoy_fops, which only dfile_init stores.
+    s = sites[("dchr_open", "filp->f_op->open")]
+    assert s["targets"] == ["chr_open@definite.c", "other_open@definite.c"]
+    # Read as 'fops->open', and fops as its one definition, 'p->ops'.
+    assert s["base"]["via_store"] and s["base"]["via_local"]
+    assert s["layers"] == [["struct dfops", "open"], ["struct dcdev", "ops"]]
+
+
+def test_definite_store_in_a_loop_body(sites):
+    s = sites[("dloop_inside", "filp->f_op->open")]
+    assert s["targets"] == ["chr_open@definite.c", "other_open@definite.c"]
+
+
+@pytest.mark.parametrize("caller", ["dmaybe_open", "dcall_between", "dother_base", "dlabel",
+                                    "dloop", "dloop_store"])
+def test_store_that_may_not_hold_at_the_call(sites, caller):
+    # One branch, a call, another base's f_op, a label, an earlier iteration's call or store:
+    # the call may read any table stored into (struct dfile, f_op).
+    s = sites[(caller, "filp->f_op->open")]
+    assert s["targets"] == DEF_ALL
+    assert "via_store" not in s["base"]
+

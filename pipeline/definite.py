@@ -1,0 +1,411 @@
+"""Definite stores: the value an access path must hold where a function calls through it.
+
+``replace_fops(filp, fops); if (filp->f_op->open) ret = filp->f_op->open(inode, filp);``
+(chrdev_open, fs/char_dev.c; misc_open, usb_open, snd_open and drm_stub_open do the same,
+include/linux/fs.h's ``replace_fops``) calls what was stored into ``filp->f_op`` two lines up.
+The layers alone read ``(struct file, f_op)`` over every file in the kernel; this pass finds,
+for a call through ``b->x->...->fn``, a store into ``b->x`` that every path to the call runs,
+with nothing in between that may write that slot again.  The parser then reads the call as one
+through the stored value (``fops->open``), as it reads ``ops = dev->netdev_ops; ops->f()``.
+
+A forward must-analysis over the function's AST, in evaluation order:
+
+- *gen*: ``b->x = v``, ``b`` a parameter or a local, seen through plain copies
+  (``struct file *__file = (f);`` in ``replace_fops``) when neither is ever reassigned;
+- *kill*: any call but compiler builtins, inline asm, a store into a slot of the same field
+  name through any base (the bases may alias), a store through an unnamed pointer or into a
+  union member or a whole record, an assignment to ``b``;
+- *join*: an ``if``'s, ``&&``/``||``'s and ``?:``'s branches keep the facts both keep; a branch
+  that does not complete (``return``, ``goto``, ``break``, ``continue``,
+  ``__builtin_unreachable()`` as in ``BUG()``) does not count;
+- labels (a ``goto`` may enter) start with no facts; a loop or ``switch`` body starts with the
+  facts nothing in it kills, and leaves with those, whatever it stored.
+
+The facts hold for one thread: a concurrent writer of the slot between the store and the call
+would race with it on an ops pointer, which the kernel publishes under locks or RCU (calls,
+hence kills).  Only functions with an indirect call through two or more layers and a recorded
+store into a suffix of them are analysed, so the cost is a second walk of a few functions.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Any
+
+from clang import cindex as ci
+
+from pipeline.extract import (
+    BO_ASSIGN,
+    TK,
+    UO_ADDROF,
+    UO_DEREF,
+    Extractor,
+    K,
+    _lib,
+    _raw,
+    children,
+    strip,
+    var_initializer,
+)
+
+BO_LAND, BO_LOR = 20, 21  # CXBinaryOperatorKind
+_UO_INC_DEC = (1, 2, 3, 4)  # PostInc, PostDec, PreInc, PreDec (CXUnaryOperatorKind)
+_CXEVAL_INT = 1
+_raw.clang_Cursor_Evaluate.argtypes = [ci.Cursor]
+_raw.clang_Cursor_Evaluate.restype = ctypes.c_void_p
+_raw.clang_EvalResult_getKind.argtypes = [ctypes.c_void_p]
+_raw.clang_EvalResult_getKind.restype = ctypes.c_int
+_raw.clang_EvalResult_getAsLongLong.argtypes = [ctypes.c_void_p]
+_raw.clang_EvalResult_getAsLongLong.restype = ctypes.c_longlong
+_raw.clang_EvalResult_dispose.argtypes = [ctypes.c_void_p]
+
+# Builtins that write no memory a path could go through.  '__builtin_unreachable()' and
+# '__builtin_trap()' end the path (BUG(), arch/x86/include/asm/bug.h).
+_NORETURN_BUILTINS = frozenset({"__builtin_unreachable", "__builtin_trap"})
+_KILL_ALL = object()
+
+Key = tuple[int, tuple[tuple[str, str], ...]]  # (base decl, layers innermost first)
+State = dict[Key, ci.Cursor] | None  # None: no path gets here
+
+
+def _int_value(e: ci.Cursor) -> int | None:
+    res = _raw.clang_Cursor_Evaluate(e)
+    if not res:
+        return None
+    try:
+        if _raw.clang_EvalResult_getKind(res) != _CXEVAL_INT:
+            return None
+        return int(_raw.clang_EvalResult_getAsLongLong(res))
+    finally:
+        _raw.clang_EvalResult_dispose(res)
+
+
+def _meet(a: State, b: State) -> State:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return {k: v for k, v in a.items() if k in b and b[k].hash == v.hash}
+
+
+def _written_lvalue(c: ci.Cursor, address_taken: bool = False) -> ci.Cursor | None:
+    """What ``=``, ``+=``, ``++``/``--`` (and with ``address_taken``, ``&``) write."""
+    k = c.kind
+    if k == K.BINARY_OPERATOR:
+        hit = _lib.clang_getCursorBinaryOperatorKind(c) == BO_ASSIGN
+    elif k == K.UNARY_OPERATOR:
+        uo = _lib.clang_getCursorUnaryOperatorKind(c)
+        hit = uo in _UO_INC_DEC or (address_taken and uo == UO_ADDROF)
+    else:
+        hit = k == K.COMPOUND_ASSIGNMENT_OPERATOR
+    if not hit:
+        return None
+    kids = children(c)
+    return kids[0] if kids else None
+
+
+def _assigned_value(e: ci.Cursor) -> ci.Cursor:
+    """``a = b = v`` stores v: the value under any chained assignments."""
+    e = strip(e)
+    while e.kind == K.BINARY_OPERATOR and _lib.clang_getCursorBinaryOperatorKind(e) == BO_ASSIGN:
+        kids = children(e)
+        if len(kids) != 2:
+            break
+        e = strip(kids[1])
+    return e
+
+
+class DefiniteStores:
+    """The analysis of one function body; :meth:`run` maps each call to what it reads."""
+
+    def __init__(self, ex: Extractor, body: ci.Cursor, calls: list[ci.Cursor]):
+        self.ex = ex
+        self.body = body
+        self.calls = {c.hash: c for c in calls}
+        self.alias: dict[int, int] = {}
+        self.wanted: set[Key] = set()
+        self.found: dict[int, tuple[int, ci.Cursor]] = {}
+        self._switch_in: list[State] = []
+
+    # ---- paths -------------------------------------------------------------------------------
+
+    def base_decl(self, e: ci.Cursor) -> tuple[int, list[tuple[str, str]]] | None:
+        """(base parameter/local, layers) of a member path; None through '*', '[]' or calls."""
+        layers, _ = self.ex.chain(e)
+        e = strip(e)
+        while e.kind == K.MEMBER_REF_EXPR:
+            kids = children(e)
+            if not kids:
+                return None
+            e = strip(kids[0])
+        if e.kind != K.DECL_REF_EXPR or e.referenced is None:
+            return None
+        ref = e.referenced
+        if ref.kind == K.VAR_DECL and Extractor._is_global(ref):
+            return None
+        if ref.kind not in (K.PARM_DECL, K.VAR_DECL):
+            return None
+        return self.alias.get(ref.hash, ref.hash), [(r, f) for r, f in layers]
+
+    def _prepass(self) -> None:
+        """Plain copies of a parameter/local never reassigned: one base."""
+        assigned: set[int] = set()
+        copies: dict[int, int] = {}
+        todo = [self.body]
+        while todo:
+            c = todo.pop()
+            lhs = _written_lvalue(c, address_taken=True)
+            if c.kind == K.VAR_DECL and c.storage_class != ci.StorageClass.STATIC:
+                init = var_initializer(c)
+                if init is not None:
+                    src = strip(init)
+                    if src.kind == K.DECL_REF_EXPR and src.referenced is not None and \
+                            src.referenced.kind in (K.PARM_DECL, K.VAR_DECL) and \
+                            not Extractor._is_global(src.referenced):
+                        copies[c.hash] = src.referenced.hash
+            if lhs is not None:
+                s = strip(lhs)
+                if s.kind == K.DECL_REF_EXPR and s.referenced is not None:
+                    assigned.add(s.referenced.hash)
+            todo.extend(children(c))
+        for v, u in copies.items():
+            seen = {v}
+            while u in copies and u not in seen:
+                seen.add(u)
+                u = copies[u]
+            if not (seen | {u}) & assigned:
+                self.alias[v] = u
+
+    # ---- the analysis ------------------------------------------------------------------------
+
+    def run(self) -> dict[int, tuple[int, ci.Cursor]]:
+        """call hash -> (k, value): layers[k:] of the call's path hold ``value`` there."""
+        self._prepass()
+        for c in self.calls.values():
+            target = self._callee(c)
+            path = self.base_decl(target) if target is not None else None
+            if path is None:
+                continue
+            base, layers = path
+            for k in range(1, len(layers)):
+                self.wanted.add((base, tuple(layers[k:])))
+        if self.wanted:
+            self.stmt(self.body, {})
+        return self.found
+
+    @staticmethod
+    def _callee(call: ci.Cursor) -> ci.Cursor | None:
+        kids = children(call)
+        if not kids:
+            return None
+        target = strip(kids[0])
+        while target.kind == K.UNARY_OPERATOR and \
+                _lib.clang_getCursorUnaryOperatorKind(target) == UO_DEREF:
+            inner = children(target)
+            if not inner:
+                break
+            target = strip(inner[0])
+        return target
+
+    def kill(self, lhs: ci.Cursor, state: State) -> State:
+        """What a store into ``lhs`` leaves of ``state``."""
+        if state is None or not state:
+            return state
+        why = self._written(lhs)
+        if why is _KILL_ALL:
+            return {}
+        if isinstance(why, int):  # a variable: paths based on it
+            return {k: v for k, v in state.items() if k[0] != self.alias.get(why, why)}
+        if isinstance(why, str):  # a field name: paths through it, whatever the base
+            return {k: v for k, v in state.items() if all(f != why for _, f in k[1])}
+        return state
+
+    def _written(self, lhs: ci.Cursor) -> Any:
+        s = strip(lhs)
+        if s.kind == K.DECL_REF_EXPR and s.referenced is not None:
+            return s.referenced.hash
+        if s.kind == K.MEMBER_REF_EXPR:
+            f = s.referenced
+            if f is None or s.type.get_canonical().kind == TK.RECORD:
+                return _KILL_ALL
+            parent = f.semantic_parent
+            if parent is not None and parent.kind == K.UNION_DECL:
+                return _KILL_ALL
+            return f.spelling
+        if s.kind == K.ARRAY_SUBSCRIPT_EXPR:
+            kids = children(s)
+            b = strip(kids[0]) if kids else None
+            if b is not None and b.kind == K.DECL_REF_EXPR and b.referenced is not None and \
+                    b.referenced.kind == K.VAR_DECL and \
+                    not Extractor._is_global(b.referenced) and \
+                    b.type.get_canonical().kind == TK.CONSTANTARRAY:
+                return None  # a local array's element: its own storage
+        return _KILL_ALL
+
+    def seq(self, kids: list[ci.Cursor], state: State) -> State:
+        for ch in kids:
+            state = self.stmt(ch, state)
+        return state
+
+    def kill_only(self, c: ci.Cursor, state: State) -> State:
+        """``state`` less whatever ``c`` may kill, none of its stores kept (a loop body)."""
+        if state is None or not state:
+            return state
+        todo = [c]
+        while todo and state:
+            n = todo.pop()
+            k = n.kind
+            if k in (K.CALL_EXPR,) and not self._builtin(n):
+                return {}
+            if k == K.ASM_STMT:
+                return {}
+            if (lhs := _written_lvalue(n)) is not None:
+                state = self.kill(lhs, state)
+            todo.extend(children(n))
+        return state
+
+    @staticmethod
+    def _builtin(call: ci.Cursor) -> bool:
+        ref = call.referenced
+        return ref is not None and ref.kind == K.FUNCTION_DECL and \
+            ref.spelling.startswith("__builtin_") and ref.spelling not in (
+                "__builtin_memcpy", "__builtin_memmove", "__builtin_memset")
+
+    def stmt(self, c: ci.Cursor, state: State) -> State:  # noqa: C901 - one case per kind
+        k = c.kind
+        if k in (K.RETURN_STMT,):
+            self.seq(children(c), state)
+            return None
+        if k in (K.GOTO_STMT, K.INDIRECT_GOTO_STMT, K.BREAK_STMT, K.CONTINUE_STMT):
+            return None
+        if state is None and k not in (K.LABEL_STMT, K.CASE_STMT, K.DEFAULT_STMT,
+                                       K.COMPOUND_STMT):
+            return None
+        if k == K.LABEL_STMT:
+            return self.seq(children(c), {})
+        if k in (K.CASE_STMT, K.DEFAULT_STMT):
+            entry = dict(self._switch_in[-1] or {}) if self._switch_in else {}
+            kids = children(c)
+            # 'case X:' has the constant first, then the statement it labels.
+            return self.seq(kids[-1:], entry)
+        if k == K.IF_STMT:
+            kids = children(c)
+            if len(kids) < 2:
+                return self.seq(kids, state)
+            cond = self.stmt(kids[0], state)
+            then = self.stmt(kids[1], cond)
+            other = self.stmt(kids[2], cond) if len(kids) > 2 else cond
+            return _meet(then, other)
+        if k in (K.WHILE_STMT, K.FOR_STMT):
+            entry = self.kill_only(c, state)
+            kids = children(c)
+            for part in kids[:-1]:
+                self.stmt(part, entry)  # calls inside are looked up; its stores do not last
+            if kids:
+                self.stmt(kids[-1], entry)
+            return entry
+        if k == K.DO_STMT:
+            kids = children(c)
+            if len(kids) == 2 and _int_value(kids[1]) == 0:
+                # 'do { ... } while (0)' (every statement-like macro): the body runs once.
+                after = self.stmt(kids[0], state)
+                if self._breaks(kids[0]):
+                    return self.kill_only(kids[0], state)
+                return after
+            entry = self.kill_only(c, state)
+            for part in kids:
+                self.stmt(part, entry)
+            return entry
+        if k == K.SWITCH_STMT:
+            kids = children(c)
+            cond = self.stmt(kids[0], state) if kids else state
+            entry = self.kill_only(c, cond)
+            self._switch_in.append(entry)
+            try:
+                for part in kids[1:]:
+                    self.stmt(part, {})  # a body reached only through its case labels
+            finally:
+                self._switch_in.pop()
+            return entry
+        if k == K.ASM_STMT:
+            self.seq(children(c), state)
+            return {}
+        if k == K.CALL_EXPR:
+            return self.call(c, state)
+        if k == K.BINARY_OPERATOR:
+            bo = _lib.clang_getCursorBinaryOperatorKind(c)
+            kids = children(c)
+            if bo == BO_ASSIGN and len(kids) == 2:
+                state = self.stmt(kids[1], state)
+                state = self.stmt(kids[0], state)
+                state = self.kill(kids[0], state)
+                if state is not None and (path := self.base_decl(kids[0])) is not None:
+                    key = (path[0], tuple(path[1]))
+                    if key in self.wanted:
+                        state = dict(state)
+                        state[key] = _assigned_value(kids[1])
+                return state
+            if bo in (BO_LAND, BO_LOR) and len(kids) == 2:
+                left = self.stmt(kids[0], state)
+                return _meet(left, self.stmt(kids[1], left))
+            return self.seq(kids, state)
+        if k == K.COMPOUND_ASSIGNMENT_OPERATOR:
+            kids = children(c)
+            state = self.seq(kids, state)
+            return self.kill(kids[0], state) if kids else state
+        if k == K.UNARY_OPERATOR and _lib.clang_getCursorUnaryOperatorKind(c) in _UO_INC_DEC:
+            kids = children(c)
+            state = self.seq(kids, state)
+            return self.kill(kids[0], state) if kids else state
+        if k == K.CONDITIONAL_OPERATOR:
+            kids = children(c)
+            if len(kids) == 3:
+                cond = self.stmt(kids[0], state)
+                return _meet(self.stmt(kids[1], cond), self.stmt(kids[2], cond))
+            return self.seq(kids, state)
+        if k == K.UNEXPOSED_EXPR:
+            kids = children(c)
+            if len(kids) > 1:
+                # 'a ?: b', __builtin_choose_expr, _Generic: the first, then one of the others.
+                first = self.stmt(kids[0], state)
+                out: State = first
+                for other in kids[1:]:
+                    out = _meet(out, self.stmt(other, first)) if out is not None else None
+                return out
+            return self.seq(kids, state)
+        if k == K.VAR_DECL and c.storage_class == ci.StorageClass.STATIC:
+            return state
+        return self.seq(children(c), state)
+
+    def _breaks(self, body: ci.Cursor) -> bool:
+        """A 'break'/'continue' leaving this loop body (not one of a nested loop/switch)."""
+        todo = [body]
+        while todo:
+            n = todo.pop()
+            if n.kind in (K.BREAK_STMT, K.CONTINUE_STMT):
+                return True
+            if n.kind in (K.WHILE_STMT, K.FOR_STMT, K.DO_STMT, K.SWITCH_STMT):
+                continue
+            todo.extend(children(n))
+        return False
+
+    def call(self, c: ci.Cursor, state: State) -> State:
+        kids = children(c)
+        after_callee = self.stmt(kids[0], state) if kids else state
+        after_args = self.seq(kids[1:], after_callee)
+        if c.hash in self.calls and after_callee and after_args:
+            target = self._callee(c)
+            path = self.base_decl(target) if target is not None else None
+            if path is not None:
+                base, layers = path
+                for k in range(1, len(layers)):
+                    key = (base, tuple(layers[k:]))
+                    v = after_callee.get(key)
+                    if v is not None and (w := after_args.get(key)) is not None and \
+                            w.hash == v.hash:
+                        self.found[c.hash] = (k, v)
+                        break
+        if self._builtin(c):
+            ref = c.referenced
+            return None if ref is not None and ref.spelling in _NORETURN_BUILTINS else after_args
+        return {} if after_args is not None else None

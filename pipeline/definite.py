@@ -43,6 +43,7 @@ from pipeline.extract import (
     K,
     _lib,
     _raw,
+    _unparen,
     children,
     strip,
     var_initializer,
@@ -59,9 +60,18 @@ _raw.clang_EvalResult_getAsLongLong.argtypes = [ctypes.c_void_p]
 _raw.clang_EvalResult_getAsLongLong.restype = ctypes.c_longlong
 _raw.clang_EvalResult_dispose.argtypes = [ctypes.c_void_p]
 
-# Builtins that write no memory a path could go through.  '__builtin_unreachable()' and
+# Builtins that write no memory ('__builtin_memcpy', '__builtin_add_overflow' and the _chk
+# string builtins do: they are calls like any other).  '__builtin_unreachable()' and
 # '__builtin_trap()' end the path (BUG(), arch/x86/include/asm/bug.h).
 _NORETURN_BUILTINS = frozenset({"__builtin_unreachable", "__builtin_trap"})
+_PURE_BUILTINS = _NORETURN_BUILTINS | frozenset({
+    "__builtin_expect", "__builtin_expect_with_probability", "__builtin_constant_p",
+    "__builtin_types_compatible_p", "__builtin_classify_type", "__builtin_object_size",
+    "__builtin_dynamic_object_size", "__builtin_prefetch", "__builtin_assume_aligned",
+    "__builtin_return_address", "__builtin_frame_address",
+})
+_PURE_BUILTIN_PREFIXES = ("__builtin_clz", "__builtin_ctz", "__builtin_ffs",
+                          "__builtin_popcount", "__builtin_parity", "__builtin_bswap")
 _KILL_ALL = object()
 
 Key = tuple[int, tuple[tuple[str, str], ...]]  # (base decl, layers innermost first)
@@ -231,6 +241,10 @@ class DefiniteStores:
             parent = f.semantic_parent
             if parent is not None and parent.kind == K.UNION_DECL:
                 return _KILL_ALL
+            kids = children(s)
+            if kids and _unparen(kids[0]).kind == K.CSTYLE_CAST_EXPR:
+                # '((struct other *)p)->g = v': another record's field may lie over the slot.
+                return _KILL_ALL
             return f.spelling
         if s.kind == K.ARRAY_SUBSCRIPT_EXPR:
             kids = children(s)
@@ -266,10 +280,12 @@ class DefiniteStores:
 
     @staticmethod
     def _builtin(call: ci.Cursor) -> bool:
+        """A builtin that writes no memory (not a kill)."""
         ref = call.referenced
-        return ref is not None and ref.kind == K.FUNCTION_DECL and \
-            ref.spelling.startswith("__builtin_") and ref.spelling not in (
-                "__builtin_memcpy", "__builtin_memmove", "__builtin_memset")
+        if ref is None or ref.kind != K.FUNCTION_DECL:
+            return False
+        name = ref.spelling
+        return name in _PURE_BUILTINS or name.startswith(_PURE_BUILTIN_PREFIXES)
 
     def stmt(self, c: ci.Cursor, state: State) -> State:  # noqa: C901 - one case per kind
         k = c.kind

@@ -37,7 +37,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 30
+EXTRACTOR_VERSION = 31
 
 K = ci.CursorKind
 TK = ci.TypeKind

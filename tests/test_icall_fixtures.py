@@ -508,11 +508,11 @@ def test_definite_store_in_a_loop_body(sites):
     assert s["targets"] == ["chr_open@definite.c", "other_open@definite.c"]
 
 
-@pytest.mark.parametrize("caller", ["dmaybe_open", "dcall_between", "dother_base", "dlabel",
-                                    "dloop", "dloop_store"])
+@pytest.mark.parametrize("caller", ["dmaybe_open", "dcall_between", "dother_base",
+                                    "dcast_between", "dlabel", "dloop", "dloop_store"])
 def test_store_that_may_not_hold_at_the_call(sites, caller):
-    # One branch, a call, another base's f_op, a label, an earlier iteration's call or store:
-    # the call may read any table stored into (struct dfile, f_op).
+    # One branch, a call, another base's f_op, a store through a cast, a label, an earlier
+    # iteration's call or store: the call may read any table stored into (struct dfile, f_op).
     s = sites[(caller, "filp->f_op->open")]
     assert s["targets"] == DEF_ALL
     assert "via_store" not in s["base"]

@@ -37,7 +37,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 31
+EXTRACTOR_VERSION = 32
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -1722,7 +1722,12 @@ class FunctionWalker:
             inner = strip(kids[0]) if kids else None
             if inner is not None and inner.kind == K.DECL_REF_EXPR:
                 self.escape(inner)
-        for ch in children(c):
+        kids = children(c)
+        if k == K.UNEXPOSED_EXPR and len(kids) > 1:
+            # GNU 'a ?: b' lists a three times, as one cursor: one call, not three sites.
+            seen: set[int] = set()
+            kids = [ch for ch in kids if not (ch.hash in seen or seen.add(ch.hash))]
+        for ch in kids:
             self.visit(ch, c)
 
     def asm(self, c: ci.Cursor) -> None:

@@ -517,3 +517,50 @@ def test_store_that_may_not_hold_at_the_call(sites, caller):
     assert s["targets"] == DEF_ALL
     assert "via_store" not in s["base"]
 
+
+@pytest.mark.parametrize("caller,expr", [
+    ("dunion_nested", "u->f_op->open"), ("datomic_store", "filp->f_op->open"),
+    ("dstruct_copy", "a.f_op->open"), ("dswitch_continue", "filp->f_op->open"),
+    ("ddead_label", "filp->f_op->open"), ("dunsequenced", "filp->f_op->open"),
+    ("dcleanup", "filp->f_op->open"), ("dsizeof", "filp->f_op->open")])
+def test_store_that_may_not_hold_found_by_review(sites, caller, expr):
+    # A union member under another name, an __atomic store, a struct copy taken for an alias,
+    # 'continue' in a switch leaving a do-while(0), a goto into dead code, unsequenced
+    # arguments, a cleanup function at scope exit, sizeof's unevaluated operand.
+    s = sites[(caller, expr)]
+    assert "via_store" not in s["base"]
+    assert "decoy_open@definite.c" in s["targets"]
+
+
+def test_gnu_binary_conditional_call_is_one_site(out):
+    # 'f->f_op->open(f) ?: 7': clang lists the first operand three times (one cursor).
+    hits = [s for s in read_json(out / "icalls.json") if s["caller"] == "delvis"]
+    assert len(hits) == 1 and hits[0]["targets"] == DEF_ALL
+
+
+def test_expression_deeper_than_the_python_stack_loses_nothing(tmp_path):
+    """A 700-term sum in a function the definite-store pass analyses: the pass gives up on
+    that function (no call read through the store) and the file's facts are kept."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "deep.c").write_text(
+        "struct ops { int (*open)(int); };\n"
+        "struct file { const struct ops *f_op; };\n"
+        "struct cdev { const struct ops *ops; };\n"
+        "static int o1(int x) { return x; }\n"
+        "const struct ops O = { .open = o1 };\n"
+        "int deep(struct cdev *p, struct file *f, int x)\n"
+        "{\n\tint r = " + " + ".join(["x"] * 700) + ";\n"
+        "\tf->f_op = p->ops;\n\treturn f->f_op->open(r);\n}\n")
+    cc = compile_tree(src, tmp_path / "build")
+    cmd = [sys.executable, "-m", "pipeline", "run", "--source", str(src), "--compile-commands",
+           str(cc), "--output", str(tmp_path / "out"), "--to", "resolve", "--facts-store",
+           str(tmp_path / "store"), "--no-progress", "-j", "1"]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 TUs ok" in r.stdout and "0 failed" in r.stdout, r.stdout
+    (site,) = read_json(tmp_path / "out" / "icalls.json")
+    assert site["caller"] == "deep" and "via_store" not in site["base"]
+

@@ -46,26 +46,18 @@ from pipeline.extract import (
     BO_ASSIGN,
     TK,
     UO_ADDROF,
-    UO_DEREF,
     Extractor,
     K,
     _lib,
-    _raw,
     children,
+    distinct_children,
+    integer_value,
     strip,
     var_initializer,
 )
 
 BO_LAND, BO_LOR, BO_COMMA = 20, 21, 33  # CXBinaryOperatorKind
 _UO_INC_DEC = (1, 2, 3, 4)  # PostInc, PostDec, PreInc, PreDec (CXUnaryOperatorKind)
-_CXEVAL_INT = 1
-_raw.clang_Cursor_Evaluate.argtypes = [ci.Cursor]
-_raw.clang_Cursor_Evaluate.restype = ctypes.c_void_p
-_raw.clang_EvalResult_getKind.argtypes = [ctypes.c_void_p]
-_raw.clang_EvalResult_getKind.restype = ctypes.c_int
-_raw.clang_EvalResult_getAsLongLong.argtypes = [ctypes.c_void_p]
-_raw.clang_EvalResult_getAsLongLong.restype = ctypes.c_longlong
-_raw.clang_EvalResult_dispose.argtypes = [ctypes.c_void_p]
 
 # Builtins that write no memory ('__builtin_memcpy', '__builtin_add_overflow' and the _chk
 # string builtins do: they are calls like any other).  '__builtin_unreachable()' and
@@ -88,18 +80,6 @@ _KILL_ALL = object()
 
 Key = tuple[int, tuple[tuple[str, str], ...]]  # (base decl, layers innermost first)
 State = dict[Key, ci.Cursor] | None  # None: no path gets here
-
-
-def _int_value(e: ci.Cursor) -> int | None:
-    res = _raw.clang_Cursor_Evaluate(e)
-    if not res:
-        return None
-    try:
-        if _raw.clang_EvalResult_getKind(res) != _CXEVAL_INT:
-            return None
-        return int(_raw.clang_EvalResult_getAsLongLong(res))
-    finally:
-        _raw.clang_EvalResult_dispose(res)
 
 
 def _meet(a: State, b: State) -> State:
@@ -140,10 +120,14 @@ def _assigned_value(e: ci.Cursor) -> ci.Cursor:
 class DefiniteStores:
     """The analysis of one function body; :meth:`run` maps each call to what it reads."""
 
-    def __init__(self, ex: Extractor, body: ci.Cursor, calls: list[ci.Cursor]):
+    def __init__(self, ex: Extractor, body: ci.Cursor,
+                 calls: list[tuple[ci.Cursor, ci.Cursor]]):
+        """``calls``: (call, its callee with casts and ``*`` stripped) pairs."""
         self.ex = ex
         self.body = body
-        self.calls = {c.hash: c for c in calls}
+        self.calls = calls
+        # call hash -> (base, layers) of the path it calls through
+        self.paths: dict[int, tuple[int, list[tuple[str, str]]]] = {}
         self.alias: dict[int, int] = {}
         self.wanted: set[Key] = set()
         self.found: dict[int, tuple[int, ci.Cursor]] = {}
@@ -213,11 +197,11 @@ class DefiniteStores:
     def run(self) -> dict[int, tuple[int, ci.Cursor]]:
         """call hash -> (k, value): layers[k:] of the call's path hold ``value`` there."""
         self._prepass()
-        for c in self.calls.values():
-            target = self._callee(c)
-            path = self.base_decl(target) if target is not None else None
+        for c, target in self.calls:
+            path = self.base_decl(target)
             if path is None:
                 continue
+            self.paths[c.hash] = path
             base, layers = path
             for k in range(1, len(layers)):
                 self.wanted.add((base, tuple(layers[k:])))
@@ -232,20 +216,6 @@ class DefiniteStores:
                     raise
                 self.found = {}
         return self.found
-
-    @staticmethod
-    def _callee(call: ci.Cursor) -> ci.Cursor | None:
-        kids = children(call)
-        if not kids:
-            return None
-        target = strip(kids[0])
-        while target.kind == K.UNARY_OPERATOR and \
-                _lib.clang_getCursorUnaryOperatorKind(target) == UO_DEREF:
-            inner = children(target)
-            if not inner:
-                break
-            target = strip(inner[0])
-        return target
 
     def kill(self, lhs: ci.Cursor, state: State) -> State:
         """What a store into ``lhs`` leaves of ``state``."""
@@ -328,17 +298,6 @@ class DefiniteStores:
         name = ref.spelling
         return name in _PURE_BUILTINS or name.startswith(_PURE_BUILTIN_PREFIXES)
 
-    @staticmethod
-    def _unique(kids: list[ci.Cursor]) -> list[ci.Cursor]:
-        # GNU 'a ?: b' lists its first operand three times (the same cursor): [a, a, a, b].
-        seen: set[int] = set()
-        out = []
-        for ch in kids:
-            if ch.hash not in seen:
-                seen.add(ch.hash)
-                out.append(ch)
-        return out
-
     def _opaque(self, c: ci.Cursor) -> bool:
         """An expression clang does not expose with several operands, but 'a ?: b':
         __atomic_* builtins (they store), __builtin_choose_expr, _Generic."""
@@ -347,7 +306,7 @@ class DefiniteStores:
         if c.kind != K.UNEXPOSED_EXPR:
             return False
         kids = children(c)
-        return len(kids) > 1 and not (len(kids) == 4 and len(self._unique(kids)) == 2)
+        return len(kids) > 1 and not (len(kids) == 4 and len(distinct_children(kids)) == 2)
 
     @staticmethod
     def _cleanup(c: ci.Cursor) -> bool:
@@ -428,7 +387,7 @@ class DefiniteStores:
             return entry
         if k == K.DO_STMT:
             kids = children(c)
-            if len(kids) == 2 and _int_value(kids[1]) == 0:
+            if len(kids) == 2 and integer_value(kids[1]) == 0:
                 # 'do { ... } while (0)' (every statement-like macro): the body runs once.
                 after = self.stmt(kids[0], state)
                 if self._breaks(kids[0]):
@@ -484,10 +443,10 @@ class DefiniteStores:
             return self.seq(kids, state)
         if k in (K.UNEXPOSED_EXPR, K.GENERIC_SELECTION_EXPR) and len(kids := children(c)) > 1:
             if not self._opaque(c):  # 'a ?: b': a, then maybe b
-                a, b = self._unique(kids)
+                a, b = distinct_children(kids)
                 first = self.stmt(a, state)
                 return _meet(first, self.stmt(b, first))
-            for ch in self._unique(kids):
+            for ch in distinct_children(kids):
                 self.stmt(ch, state)
             return {}
         if k == K.VAR_DECL and c.storage_class == ci.StorageClass.STATIC:
@@ -514,14 +473,12 @@ class DefiniteStores:
         kids = children(c)
         if self._builtin(c) and c.referenced.spelling in _UNEVALUATED_BUILTINS:
             return state
-        if c.hash in self.calls:
+        if (path := self.paths.get(c.hash)) is not None:
             # The callee is loaded before, between or after the arguments: the fact must hold
             # before them all and survive each.
             at_call = self.kill_many(kids, state)
             hit = None
-            target = self._callee(c)
-            path = self.base_decl(target) if target is not None and at_call else None
-            if path is not None:
+            if at_call:
                 base, layers = path
                 for k in range(1, len(layers)):
                     v = at_call.get((base, tuple(layers[k:])))

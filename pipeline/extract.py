@@ -249,6 +249,14 @@ _raw.clang_Cursor_getVarDeclInitializer.argtypes = [ci.Cursor]
 _raw.clang_Cursor_getVarDeclInitializer.restype = ci.Cursor
 _raw.clang_Cursor_isNull.argtypes = [ci.Cursor]
 _raw.clang_Cursor_isNull.restype = ctypes.c_int
+_raw.clang_Cursor_Evaluate.argtypes = [ci.Cursor]
+_raw.clang_Cursor_Evaluate.restype = ctypes.c_void_p
+_raw.clang_EvalResult_getKind.argtypes = [ctypes.c_void_p]
+_raw.clang_EvalResult_getKind.restype = ctypes.c_int
+_raw.clang_EvalResult_getAsLongLong.argtypes = [ctypes.c_void_p]
+_raw.clang_EvalResult_getAsLongLong.restype = ctypes.c_longlong
+_raw.clang_EvalResult_dispose.argtypes = [ctypes.c_void_p]
+_CXEVAL_INT = 1  # CXEvalResultKind
 BO_ADD, BO_SUB, BO_ASSIGN = 6, 7, 22  # CXBinaryOperatorKind
 UO_ADDROF, UO_DEREF = 5, 6  # CXUnaryOperatorKind
 
@@ -391,6 +399,26 @@ def _integer_constant(e: ci.Cursor, depth: int = 0) -> bool:
         kids = [ch for ch in children(e) if ch.kind != K.TYPE_REF]
         return bool(kids) and all(_integer_constant(ch, depth + 1) for ch in kids)
     return False
+
+
+def integer_value(e: ci.Cursor) -> int | None:
+    """The value of an integer constant expression (``while (0)``), or None."""
+    res = _raw.clang_Cursor_Evaluate(e)
+    if not res:
+        return None
+    try:
+        if _raw.clang_EvalResult_getKind(res) != _CXEVAL_INT:
+            return None
+        return int(_raw.clang_EvalResult_getAsLongLong(res))
+    finally:
+        _raw.clang_EvalResult_dispose(res)
+
+
+def distinct_children(kids: list[ci.Cursor]) -> list[ci.Cursor]:
+    """Children without repeats: GNU ``a ?: b`` lists ``a`` three times, as one cursor
+    (``[a, a, a, b]``)."""
+    seen: set[int] = set()
+    return [ch for ch in kids if not (ch.hash in seen or seen.add(ch.hash))]
 
 
 def var_initializer(c: ci.Cursor) -> ci.Cursor | None:
@@ -1600,8 +1628,9 @@ class FunctionWalker:
         self.local_defs: dict[int, list[ci.Cursor]] = {}
         self.escaped: set[int] = set()  # locals whose address is taken
         self.local_calls: list[tuple[dict[str, Any], int]] = []
-        # indirect calls through two or more layers: definite stores may shorten them
-        self.path_calls: list[tuple[dict[str, Any], ci.Cursor]] = []
+        # indirect calls through two or more layers (fact, call, callee): definite stores
+        # may shorten them
+        self.path_calls: list[tuple[dict[str, Any], ci.Cursor, ci.Cursor]] = []
         self._stores_from = len(ex.sink["stores"])
         self.offset_casts: set[int] = set()  # casts whose result pointer arithmetic moves
         self.is_proto_fn = _canon(decl.result_type) == PROTO_TYPE
@@ -1724,9 +1753,7 @@ class FunctionWalker:
                 self.escape(inner)
         kids = children(c)
         if k == K.UNEXPOSED_EXPR and len(kids) > 1:
-            # GNU 'a ?: b' lists a three times, as one cursor: one call, not three sites.
-            seen: set[int] = set()
-            kids = [ch for ch in kids if not (ch.hash in seen or seen.add(ch.hash))]
+            kids = distinct_children(kids)  # a call in 'a ?: b''s a is one site, not three
         for ch in kids:
             self.visit(ch, c)
 
@@ -1917,7 +1944,7 @@ class FunctionWalker:
         if base.get("kind") == "local" and "hash" in base:
             self.local_calls.append((call, base["hash"]))
         if len(layers) >= 2 and base.get("kind") in ("local", "param"):
-            self.path_calls.append((call, c))
+            self.path_calls.append((call, c, target))
 
     def _static_call_update(self, kids: list[ci.Cursor]) -> None:
         """``__static_call_update(&__SCK__x, tramp, f)``: f now flows into the key's func."""
@@ -2120,14 +2147,14 @@ class FunctionWalker:
         stored = {tuple(tuple(lay) for lay in st["target"]["layers"])
                   for st in self.sink["stores"][self._stores_from:]
                   if st.get("function") == self.fid and (st.get("target") or {}).get("layers")}
-        calls = [(call, c) for call, c in self.path_calls
+        calls = [(call, c, target) for call, c, target in self.path_calls
                  if any(tuple(tuple(lay) for lay in call["layers"][k:]) in stored
                         for k in range(1, len(call["layers"])))]
         if not calls:
             return
         from pipeline.definite import DefiniteStores  # it imports this module
-        found = DefiniteStores(self.ex, body, [c for _, c in calls]).run()
-        for call, c in calls:
+        found = DefiniteStores(self.ex, body, [(c, target) for _, c, target in calls]).run()
+        for call, c, _ in calls:
             hit = found.get(c.hash)
             if hit is None:
                 continue

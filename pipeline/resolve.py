@@ -9,8 +9,10 @@ Input: ``linked.json.gz``.  Outputs:
 - ``icalls.json``: a list, one entry per indirect call site: ``{caller, file, line, column, expr,
   fn_type, layers, base, resolution: "field"|"var"|"array"|"type"|"bpf-callback"|"unresolved",
   rule, targets,
-  type_layer_count, trusted_layers, fallbacks}`` (``rule`` is the rule that produced the
-  targets, kept when ``resolution`` is ``unresolved`` because the set is empty);
+  type_layer_count, trusted_layers, fallbacks, base_untrusted?}`` (``rule`` is the rule that
+  produced the targets, kept when ``resolution`` is ``unresolved`` because the set is empty;
+  a fallback whose reason is a taint carries its ``origin``, the fact where the untrusted
+  value entered, see :meth:`Resolver.taint_root`);
 - ``metrics.json``: site counts, mean/median/max targets per site for the result and for the type
   layer alone, the share of sites per rule, and every fallback counted by reason.
 
@@ -175,7 +177,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 12  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 13  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -453,6 +455,29 @@ def _leaf_layer(record: str | None, fld: str | None) -> Layer | None:
     return norm_layer(strip_quals(record) or "", fld or "") if record and fld else None
 
 
+# Fallback reasons about the shape of the facts, not a value that entered somewhere: no
+# source line to point to.
+STRUCTURAL_REASONS = frozenset({
+    "unseen-slot", "slot-type-mismatch", "opaque-object", "no-fn-type"})
+
+
+def origin(reason: str, fact: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Why a slot/variable/record is untrusted, with the source location of the fact."""
+    out: dict[str, Any] = {"reason": reason}
+    for k in ("file", "line", "function"):
+        if fact.get(k) is not None:
+            out[k] = fact[k]
+    out.update({k: v for k, v in extra.items() if v is not None})
+    return out
+
+
+def describe_value(value: dict[str, Any]) -> str:
+    """A non-constant value in a few words (``call``, ``other: &p``)."""
+    what = value.get("what") or value.get("kind") or "?"
+    text = value.get("text")
+    return f"{what}: {text}" if text else what
+
+
 @dataclass
 class Vals:
     """What a slot may hold: functions, objects pointed to, and embedded sub-objects."""
@@ -529,6 +554,9 @@ class Resolver:
         self.embedded: dict[str, set[str]] = defaultdict(set)  # record -> records embedded in it
         self.layer_taint: dict[Layer, str] = {}
         self.var_taint: dict[str, str] = {}
+        # Where each taint comes from (see taint_root): the fact that started it, so a site
+        # that falls back can say which source line made it wide.
+        self.taint_origin: dict[tuple[str, Any], dict[str, Any]] = {}
         # Layers an initializer writes a function or NULL into: only function-pointer slots
         # get such entries, so these slots are of a kind whose writes the facts record.
         self.fnptr_init: set[Layer] = set()
@@ -570,10 +598,9 @@ class Resolver:
                     src = self._source_of(value)
                     if src is not None:
                         self.init_flows.append((key, src))
-                    elif path:
-                        self.layer_taint.setdefault(path[-1], "nonconst-init")
                     else:
-                        self.var_taint.setdefault(oid, "nonconst-init")
+                        self._taint(key, "nonconst-init", origin(
+                            "nonconst-init", obj, object=oid, value=describe_value(value)))
 
     # ---- run-time stores ---------------------------------------------------------------------
 
@@ -607,7 +634,7 @@ class Resolver:
                 self.var_stored.add(target["var"])
                 vals = self.root[target["var"]]
                 if target.get("param") and (why := self.param_callers_unknown(target["var"])):
-                    self._taint(tkey, why)
+                    self._taint(tkey, why, {"reason": why, "var": target["var"]})
             else:
                 layers = target.get("layers") or ()
                 if not layers:
@@ -623,7 +650,7 @@ class Resolver:
                 if value.get("what") == "offset-read":
                     layers_read = self.offset_layers(value)
                     if layers_read is None:
-                        self._taint(tkey, "unknown-offset")
+                        self._taint(tkey, "unknown-offset", origin("unknown-offset", st))
                     for layer in layers_read or ():
                         flows.append((tkey, ("layer", layer)))
                     continue
@@ -631,7 +658,8 @@ class Resolver:
                 if src is not None:
                     flows.append((tkey, src))
                 else:
-                    self._taint(tkey, "nonconst-store")
+                    self._taint(tkey, "nonconst-store", origin(
+                        "nonconst-store", st, value=describe_value(value)))
         # A copy of a known object puts its slots' values into the object copied to, which
         # may be any of its record: a store of each at its layer (nested ones included).
         for (oid, path), vals in self.slots.items():
@@ -694,12 +722,35 @@ class Resolver:
             return ("var", base["id"])  # tbl[i]
         return None
 
-    def _taint(self, key: tuple[str, Any], reason: str) -> bool:
+    def _taint(self, key: tuple[str, Any], reason: str,
+               why: dict[str, Any] | None = None) -> bool:
         table: dict[Any, str] = self.layer_taint if key[0] == "layer" else self.var_taint
         if key[1] in table:
             return False
         table[key[1]] = reason
+        root = dict(why or {"reason": reason})
+        if not root.keys() & {"slot", "var", "record"}:
+            root["slot" if key[0] == "layer" else "var"] = \
+                list(key[1]) if key[0] == "layer" else key[1]
+        self.taint_origin[key] = root
         return True
+
+    def taint_root(self, key: tuple[str, Any]) -> dict[str, Any] | None:
+        """The fact that made a slot or variable untrusted (None: it is trusted).
+
+        A taint that flowed in (``flow-from-untrusted``) names where it started, not the
+        step before: ``seq_file.op`` is untrusted because ``single_open`` stores a
+        kmalloc'd table into it (fs/seq_file.c), several parameters away.
+        """
+        if (hit := self.taint_origin.get(key)) is not None:
+            return hit
+        if key[0] == "layer":
+            if key[1][0] in self.rec_taint:
+                return self.rec_origin.get(key[1][0]) or {
+                    "reason": self.rec_taint[key[1][0]], "record": key[1][0]}
+            return None
+        why = self.var_unknown(key[1])
+        return {"reason": why, "var": key[1]} if why else None
 
     def _source_reason(self, src: tuple[str, Any]) -> str | None:
         if src[0] == "layer":
@@ -738,7 +789,7 @@ class Resolver:
             queued[i] = False
             tgt, src = flows[i]
             if self._source_reason(src) is not None:
-                changed = self._taint(tgt, "flow-from-untrusted")
+                changed = self._taint(tgt, "flow-from-untrusted", self.taint_root(src))
             else:
                 sv = full(src)
                 tv = self.root[tgt[1]] if tgt[0] == "var" else self.store_vals[tgt[1]]
@@ -755,23 +806,35 @@ class Resolver:
 
     # ---- record-level facts: casts and copies --------------------------------------------------
 
-    def _closure(self, records: dict[str, str]) -> dict[str, str]:
-        """Records plus every record embedded in them (transitively), keeping the reason."""
+    def _closure(self, records: dict[str, str],
+                 via: dict[str, str] | None = None) -> dict[str, str]:
+        """Records plus every record embedded in them (transitively), keeping the reason
+        (and in ``via``, the record each embedded one was reached from)."""
         out = dict(records)
         todo = list(records)
         while todo:
             r = todo.pop()
-            for inner in self.embedded.get(r, ()):
+            for inner in sorted(self.embedded.get(r, ())):
                 if inner not in out:
                     out[inner] = out[r]
+                    if via is not None:
+                        via[inner] = r
                     todo.append(inner)
         return out
 
     def _index_records(self, linked: dict[str, Any]) -> None:
         tainted: dict[str, str] = {}
+        # record -> the fact that tainted it (the first cast or copy, in facts order)
+        self.rec_origin: dict[str, dict[str, Any]] = {}
+
+        def taint_record(record: str, why: dict[str, Any]) -> None:
+            if record not in tainted:
+                tainted[record] = why["reason"]
+                self.rec_origin[record] = {**why, "record": record}
+
         self.copied_objects: set[str] = set()
         layouts = linked.get("layouts") or {}
-        pairs = set()
+        pairs: dict[tuple[str, str], dict[str, Any]] = {}
         for c in linked["casts"]:
             a, b = strip_quals(c.get("from_record")), strip_quals(c.get("to_record"))
             if c.get("offset"):
@@ -779,30 +842,31 @@ class Resolver:
                 # records: the pointer is moved to the next object first.
                 continue
             if a and b and a != b:
-                pairs.add((a, b) if a < b else (b, a))
+                pairs.setdefault((a, b) if a < b else (b, a), c)
             elif a and not b and is_word_view(c.get("to")):
                 # ata_finalize_port_ops fills an ata_port_operations through 'void **'
                 # (drivers/ata/libata-core.c, 6.1 and 6.12): slots written as words.
-                tainted.setdefault(a, "word-view")
+                taint_record(a, origin("word-view", c, cast=f"{c.get('from')} -> {c.get('to')}"))
             elif b and not a and _POINTER_TO_POINTER.search(c.get("from") or ""):
                 # Pointers kept in a 'void **' array read as a record: the slots hold what
                 # was stored as 'void *', which no store into the record names.  (Storage
                 # declared 'unsigned long priv[]', struct usb_hcd's hcd_priv, struct
                 # Scsi_Host's hostdata, is the record's own memory, zeroed, not filled.)
-                tainted.setdefault(b, "word-view")
+                taint_record(b, origin("word-view", c, cast=f"{c.get('from')} -> {c.get('to')}"))
         for layer, why in overlaid_layers(layouts).items():
             if layer[1] == "*" and not layer[0].startswith("union "):
-                tainted.setdefault(layer[0], why)  # an array of records under a pun
+                taint_record(layer[0], {"reason": why})  # an array of records under a pun
             else:
-                self.layer_taint.setdefault(layer, why)
-        for a, b in sorted(pairs):
+                self._taint(("layer", layer), why)
+        for (a, b), c in sorted(pairs.items()):
             hit = cast_overlaps(layouts.get(a), layouts.get(b))
+            why = origin("record-cast", c, cast=f"{c.get('from')} -> {c.get('to')}")
             if hit is None:
-                tainted.setdefault(a, "record-cast")
-                tainted.setdefault(b, "record-cast")
+                taint_record(a, why)
+                taint_record(b, why)
             else:
                 for layer in hit:
-                    self.layer_taint.setdefault(layer, "record-cast")
+                    self._taint(("layer", layer), "record-cast", why)
         copied: dict[str, str] = {}
         for c in linked["copies"]:
             dst, src = strip_quals(c.get("dst_type")), strip_quals(c.get("src_type"))
@@ -822,8 +886,15 @@ class Resolver:
                 copied.setdefault(dst, "copy")
             else:
                 # From another record type, a buffer or an unknown source: anything may land.
-                tainted.setdefault(dst, "copy-other-type")
-        self.rec_taint = self._closure(tainted)
+                taint_record(dst, origin("copy-other-type", c, source=src or describe_value(
+                    c.get("src") or {})))
+        embedded_in: dict[str, str] = {}
+        self.rec_taint = self._closure(tainted, embedded_in)
+        for inner, outer in embedded_in.items():
+            while outer in embedded_in:
+                outer = embedded_in[outer]
+            self.rec_origin[inner] = {**self.rec_origin[outer], "record": outer,
+                                      "embedded": inner}
         self.copied = set(self._closure(copied))
         self._layer_all: dict[Layer, Vals] = {}
         self._layer_reason: dict[Layer, str | None] = {}
@@ -1015,12 +1086,14 @@ class Resolver:
                 why = self.slot_unseen(lay, bool(site.get("slot_fnptr"))) if j == 0 else \
                     self.link_unseen(lay, layers[j - 1][0])
             if why:
-                fallbacks.append({"layer": list(lay), "reason": why})
+                fallbacks.append({"layer": list(lay), "reason": why,
+                                  **self._origin_entry(("layer", lay), why)})
                 self.counts[f"fallback:{why}"] += 1
                 break
             trusted += 1
 
         root = None
+        base_untrusted: dict[str, Any] | None = None
         if base.get("kind") in PSEUDO_VAR_BASES and base.get("id"):
             # A local's or parameter's values narrow the walk when they can be trusted;
             # when not, the layers alone apply, as for any local or parameter.
@@ -1030,13 +1103,19 @@ class Resolver:
                 root = base["id"]
             else:
                 self.counts[f"pseudo-var-not-used:{why}"] += 1
+                if why not in ("layer-untrusted", "slot-type-mismatch"):
+                    # Not when a layer's fallback says why already, nor when the values are
+                    # only of another record (a parameter nothing passes anything to).
+                    base_untrusted = {"reason": why,
+                                      **self._origin_entry(("var", base["id"]), why)}
         elif base.get("kind") in VAR_BASES and base.get("id"):
             if trusted < len(layers):
                 fallbacks.append({"var": base["id"], "reason": "layer-untrusted"})
             else:
                 why = self.var_untrusted(base["id"], layers[-1][0] if layers else None)
                 if why:
-                    fallbacks.append({"var": base["id"], "reason": why})
+                    fallbacks.append({"var": base["id"], "reason": why,
+                                      **self._origin_entry(("var", base["id"]), why)})
                     self.counts[f"fallback:{why}"] += 1
                 else:
                     root = base["id"]
@@ -1089,7 +1168,21 @@ class Resolver:
             # struct_ops map's kernel object holds trampolines into the BPF programs there.
             targets = targets | {BPF_PROGRAM_NODE}
             self.counts["bpf-struct-ops"] += 1
-        return self._entry(site, rule, targets, len(flta), trusted, fallbacks)
+        entry = self._entry(site, rule, targets, len(flta), trusted, fallbacks)
+        if base_untrusted is not None:
+            entry["base_untrusted"] = base_untrusted
+        return entry
+
+    def _origin_entry(self, key: tuple[str, Any], why: str) -> dict[str, Any]:
+        """``{"origin": ...}`` for a fallback whose reason is a taint (else nothing): the
+        fact where the untrusted value entered, which may be far from the site."""
+        if why.startswith("escaped-") or why.startswith("pseudo") or why in STRUCTURAL_REASONS:
+            return {}  # no source fact to name (yet): the reason is about shapes
+        root = self.taint_root(key)
+        if root is None or root == {"reason": why, key[0] if key[0] == "var" else "slot":
+                                    key[1] if key[0] == "var" else list(key[1])}:
+            return {}  # nothing the reason and the fallback's own slot do not say
+        return {"origin": root}
 
     @staticmethod
     def _entry(site: dict[str, Any], rule: str, targets: set[str], type_count: int,
@@ -1186,6 +1279,50 @@ class Resolver:
         # functions stored where the facts cannot say (wild) may be there too.
         targets = set(self.static_call_funcs(key)) | ((probes | self.wild) & params)
         return self._entry(site, "var", targets, len(params), 0, [])
+
+
+# ---- explaining a site ------------------------------------------------------------------------
+
+def origin_text(o: dict[str, Any]) -> str:
+    """Where an untrusted value entered: 'fs/seq_file.c:575 in single_open: nonconst-store
+    (call) into single_open#local:op:575:25'."""
+    where = f"{o['file']}:{o['line']}" if o.get("file") else ""
+    if o.get("function"):
+        where += f" in {o['function']}" if where else f"in {o['function']}"
+    what = o["reason"] + (f" ({o['value']})" if o.get("value") else "")
+    what += f" [{o['cast']}]" if o.get("cast") else ""
+    if o.get("slot") or o.get("var"):
+        name = ".".join(o["slot"]) if o.get("slot") else o["var"]
+        what += f" into {name}" if where else f" ({name})"
+    elif o.get("record"):
+        what += f" of {o['record']}"
+        if o.get("embedded"):
+            what += f", which embeds {o['embedded']}"
+    return f"{where}: {what}" if where else what
+
+
+def why_lines(why: dict[str, Any] | None) -> list[str]:
+    """The resolver's fallbacks at a site (``{"fallbacks", "base_untrusted"}`` of an icalls
+    entry), each with the fact that caused it: text for ``kcg query`` and the report."""
+    if not why:
+        return []
+    lines = []
+
+    def because(reason: str, o: dict[str, Any] | None) -> None:
+        # An origin that only repeats the reason (a parameter of an address-taken function
+        # is the base itself) says nothing more.
+        if o and (o.get("file") or o.get("reason") != reason):
+            lines.append(f"  because of {origin_text(o)}")
+
+    for f in why.get("fallbacks") or ():
+        what = (".".join(f["layer"]) if f.get("layer") else f.get("var"))
+        lines.append(f"not narrowed by {what}: {f['reason']}" if what else
+                     f"not narrowed: {f['reason']}")
+        because(f["reason"], f.get("origin"))
+    if b := why.get("base_untrusted"):
+        lines.append(f"the base's values not used: {b['reason']}")
+        because(b["reason"], b.get("origin"))
+    return lines
 
 
 def _stats(values: list[int]) -> dict[str, float]:

@@ -82,19 +82,30 @@ def test_setter_storing_a_parameter_of_unknown_origin(sites):
     # nb_register_any(nb, fn) is called with a function read from a void * field.
     s = sites[("nb_fire_any", "nb->call")]
     assert s["resolution"] == "type" and len(s["targets"]) == s["type_layer_count"]
+    # The fallback names where the unfollowable value entered: the call passing b->priv,
+    # one parameter away from the slot the site reads.
+    assert s["fallbacks"] == [{
+        "layer": ["struct nb_any", "call"], "reason": "flow-from-untrusted",
+        "origin": {"reason": "nonconst-store", "value": "other", "file": "notifier.c",
+                   "line": 53, "function": "nb_setup_any",
+                   "var": "nb_register_any@notifier.c#arg1"}}]
 
 
 def test_record_cast(sites):
     s = sites[("run_a", "a->fn")]
     assert s["targets"] == ["fa@cast.c", "fb@cast.c", "fc@cast.c"]  # fb: stored through B
     assert s["resolution"] == "type"
-    assert s["fallbacks"] == [{"layer": ["struct A", "fn"], "reason": "record-cast"}]
+    assert s["fallbacks"] == [{"layer": ["struct A", "fn"], "reason": "record-cast", "origin": {
+        "reason": "record-cast", "cast": "struct A * -> struct B *", "file": "cast.c",
+        "line": 18, "function": "poke", "slot": ["struct A", "fn"]}}]
 
 
 def test_record_cast_in_the_store(sites):
     s = sites[("run_d", "d->fn")]
     assert s["targets"] == ["fd@cast.c", "fe@cast.c"] and s["resolution"] == "type"
-    assert s["fallbacks"] == [{"layer": ["struct D", "fn"], "reason": "record-cast"}]
+    assert s["fallbacks"] == [{"layer": ["struct D", "fn"], "reason": "record-cast", "origin": {
+        "reason": "record-cast", "cast": "struct D * -> struct E *", "file": "cast.c",
+        "line": 45, "function": "poke_e", "slot": ["struct D", "fn"]}}]
 
 
 def test_record_cast_leaves_other_records_confined(sites):
@@ -128,7 +139,9 @@ def test_function_pointer_variables_and_arrays(sites):
     # address is taken too, so callers no fact names may pass anything.
     bad = sites[("call_all", "bad")]
     assert bad["targets"] == everything and bad["resolution"] == "type"
-    assert bad["fallbacks"] == [{"var": "bad@vars.c", "reason": "flow-from-untrusted"}]
+    assert bad["fallbacks"] == [{"var": "bad@vars.c", "reason": "flow-from-untrusted",
+                                 "origin": {"reason": "param-of-address-taken-function",
+                                            "var": "set_bad#arg0"}}]
     # call_all is never called and its address is not taken: its parameter holds nothing.
     local = sites[("call_all", "local")]
     assert local["targets"] == [] and local["rule"] == "var" and local["type_layer_count"] == 6
@@ -256,6 +269,10 @@ def test_void_pointer_field_converted_to_ops_is_not_confined(sites):
     s = sites[("via_void", "ops2->op")]
     assert s["targets"] == ["p_one@params.c", "p_three@params.c", "p_two@params.c"]
     assert s["resolution"] == "field"
+    # Why ops2's own values were not used: it starts at 'ops = b->priv', not at 'ops2 = ops'.
+    assert s["base_untrusted"] == {"reason": "flow-from-untrusted", "origin": {
+        "reason": "nonconst-store", "value": "other", "file": "params.c", "line": 105,
+        "function": "via_void", "var": "via_void#local:ops:105:21"}}
 
 
 def test_returned_ops_table(sites):
@@ -350,7 +367,9 @@ def test_cast_to_a_record_embedding_it_first_keeps_the_slot_confined(sites):
 def test_cast_putting_an_integer_over_a_slot_is_not_confined(sites):
     s = sites[("p_run", "p->fn")]
     assert s["targets"] == ["p_fn@layout.c", "p_other@layout.c"] and s["resolution"] == "type"
-    assert s["fallbacks"] == [{"layer": ["struct lslot", "fn"], "reason": "record-cast"}]
+    assert s["fallbacks"] == [{"layer": ["struct lslot", "fn"], "reason": "record-cast", "origin": {
+        "reason": "record-cast", "cast": "struct lslot * -> struct lqword *", "file": "layout.c",
+        "line": 56, "function": "q_poke", "slot": ["struct lslot", "fn"]}}]
 
 
 def test_object_without_initializer_holds_null(sites):
@@ -424,6 +443,10 @@ def test_offset_a_caller_computes_reads_any_slot(sites):
         assert len(s["targets"]) == s["type_layer_count"] == 6, s
         assert s["resolution"] == "type"
         assert s["fallbacks"] == [{"reason": "no-layers:local"}]  # the local is not trusted
+        # ... because of the read at an offset get_at returns, not of the local's definition
+        assert s["base_untrusted"] == {"reason": "flow-from-untrusted", "origin": {
+            "reason": "unknown-offset", "file": "rpm.c", "line": 74,
+            "function": "get_at@rpm.c", "var": "get_at@rpm.c#ret"}}
 
 
 def test_slots_filled_through_a_word_view(sites):
@@ -432,7 +455,10 @@ def test_slots_filled_through_a_word_view(sites):
     s = sites[("port_setup", "p->ops->setup")]
     assert s["targets"] == ["base_setup@escapes.c"]
     assert s["resolution"] == "type"
-    assert {"layer": ["struct port_ops", "setup"], "reason": "word-view"} in s["fallbacks"]
+    assert {"layer": ["struct port_ops", "setup"], "reason": "word-view", "origin": {
+        "reason": "word-view", "cast": "struct port_ops * -> void **", "file": "escapes.c",
+        "line": 25, "function": "finalize_ops@escapes.c", "record": "struct port_ops"}} \
+        in s["fallbacks"]
 
 
 def test_record_copied_through_a_parameter(sites):

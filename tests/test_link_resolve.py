@@ -16,7 +16,7 @@ import pytest
 
 from pipeline.facts import FACTS_SCHEMA, empty_tu, function_id
 from pipeline.link import link_documents
-from pipeline.resolve import resolve_linked
+from pipeline.resolve import resolve_linked, why_lines
 from pipeline.runner import Context, run_stages
 
 LOOKUP_T = "void *(struct map *, void *)"
@@ -108,6 +108,11 @@ def run(*docs: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]], di
     return linked, graph, sites, metrics
 
 
+def bare(fallbacks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A site's fallbacks without the origins (tested on their own)."""
+    return [{k: v for k, v in f.items() if k != "origin"} for f in fallbacks]
+
+
 def site_of(sites: list[dict[str, Any]], expr: str) -> dict[str, Any]:
     found = [s for s in sites if s["expr"] == expr]
     assert len(found) == 1, (expr, [s["expr"] for s in sites])
@@ -189,7 +194,10 @@ def test_copy_from_other_type_untrusts_the_layer():
     s = site_of(sites, "map->ops->lookup")
     assert s["resolution"] == "type" and s["trusted_layers"] == 0
     assert s["fallbacks"][0] == {"layer": ["struct map_ops", "lookup"],
-                                 "reason": "copy-other-type"}
+                                 "reason": "copy-other-type", "origin": {
+                                     "reason": "copy-other-type", "file": "a.c", "line": 50,
+                                     "function": "map_init", "source": "param: buf",
+                                     "record": "struct map_ops"}}
     assert s["targets"] == ["array_lookup@a.c", "array_peek@a.c", "decoy_lookup@a.c",
                             "hash_lookup", "seq_start@a.c"]
     assert metrics["fallbacks"]["fallback:copy-other-type"] == 2
@@ -208,8 +216,11 @@ def test_record_read_as_words_is_not_confined(view: str, untrusted: bool):
     s = site_of(sites, "map->ops->lookup")
     if untrusted:
         assert s["resolution"] == "type"
-        assert s["fallbacks"][0] == {"layer": ["struct map_ops", "lookup"],
-                                     "reason": "word-view"}
+        assert bare(s["fallbacks"])[0] == {"layer": ["struct map_ops", "lookup"],
+                                           "reason": "word-view"}
+        assert s["fallbacks"][0]["origin"] == {
+            "reason": "word-view", "file": "a.c", "line": 60, "function": "map_init",
+            "cast": f"struct map_ops * -> {view}", "record": "struct map_ops"}
     else:
         assert s["targets"] == ["array_lookup@a.c", "hash_lookup"]
     # The other direction: pointers kept in a 'void **' array read as the record are the
@@ -238,7 +249,7 @@ def test_union_member_laid_over_a_slot(other: list[Any], untrusted: bool):
     _, _, sites, _ = run(doc)
     s = site_of(sites, "map->ops->lookup")
     if untrusted:
-        assert s["fallbacks"] == [{"layer": ["struct map", "ops"], "reason": "union-overlay"}]
+        assert bare(s["fallbacks"]) == [{"layer": ["struct map", "ops"], "reason": "union-overlay"}]
         assert s["targets"] == ["array_lookup@a.c", "decoy_lookup@a.c", "hash_lookup"]
     else:
         assert s["fallbacks"] == [] and s["targets"] == ["array_lookup@a.c", "hash_lookup"]
@@ -251,7 +262,7 @@ def test_nonconst_store_into_outer_layer_falls_back_to_inner():
     s = site_of(sites, "map->ops->lookup")
     assert s["targets"] == ["array_lookup@a.c", "decoy_lookup@a.c", "hash_lookup"]
     assert s["resolution"] == "field" and s["trusted_layers"] == 1
-    assert s["fallbacks"] == [{"layer": ["struct map", "ops"], "reason": "nonconst-store"}]
+    assert bare(s["fallbacks"]) == [{"layer": ["struct map", "ops"], "reason": "nonconst-store"}]
     assert metrics["fallbacks"] == {"fallback:nonconst-store": 1}
 
 
@@ -299,7 +310,7 @@ def test_setter_storing_a_parameter():
     assert {"a_cb", "b_cb", "c_cb"} <= set(s["targets"])
     assert s["targets"] == ["a_cb", "b_cb", "c_cb", "unrelated"]  # the type layer
     assert s["resolution"] == "type"
-    assert s["fallbacks"] == [{"layer": ["struct nb", "call"], "reason": "nonconst-store"}]
+    assert bare(s["fallbacks"]) == [{"layer": ["struct nb", "call"], "reason": "nonconst-store"}]
 
 
 def test_record_cast_untrusts_both_records():
@@ -329,7 +340,7 @@ def test_record_cast_untrusts_both_records():
     s = site_of(sites, "a->fn")
     assert s["targets"] == ["fa", "fb", "fc"]
     assert s["resolution"] == "type"
-    assert s["fallbacks"] == [{"layer": ["struct A", "fn"], "reason": "record-cast"}]
+    assert bare(s["fallbacks"]) == [{"layer": ["struct A", "fn"], "reason": "record-cast"}]
     # A cast to void* is not a record-to-record cast: struct C stays confined.
     c = site_of(sites, "c->fn")
     assert c["targets"] == ["fc"] and c["resolution"] == "field"
@@ -429,7 +440,7 @@ def test_function_pointer_variables_and_arrays():
     assert site_of(sites, "table[i]")["resolution"] == "array"
     bad = site_of(sites, "bad")
     assert bad["targets"] == everything and bad["resolution"] == "type"
-    assert bad["fallbacks"] == [{"var": "bad@a.c", "reason": "nonconst-store"}]
+    assert bare(bad["fallbacks"]) == [{"var": "bad@a.c", "reason": "nonconst-store"}]
     assert site_of(sites, "elsewhere")["fallbacks"] == [{"var": "elsewhere",
                                                          "reason": "opaque-var"}]
     loc = site_of(sites, "local_fp")
@@ -491,7 +502,7 @@ def test_nonconst_initializer_entry_untrusts():
     _, _, sites, _ = run(doc)
     s = site_of(sites, "s->fn")
     assert s["targets"] == ["f1", "f2"]
-    assert s["fallbacks"] == [{"layer": ["struct s", "fn"], "reason": "nonconst-init"}]
+    assert bare(s["fallbacks"]) == [{"layer": ["struct s", "fn"], "reason": "nonconst-init"}]
 
 
 # ---- linking ----------------------------------------------------------------------------------
@@ -760,7 +771,12 @@ def test_flow_from_a_variable_and_from_an_untrusted_field():
     _, _, sites, metrics = run(doc)
     assert site_of(sites, "a->cb")["targets"] == ["cb_default", "cb_init"]
     c = site_of(sites, "c->cb")
-    assert c["fallbacks"] == [{"layer": ["struct c", "cb"], "reason": "flow-from-untrusted"}]
+    assert bare(c["fallbacks"]) == [{"layer": ["struct c", "cb"], "reason": "flow-from-untrusted"}]
+    # The origin is where the untrusted value entered (set2's store into struct b), not the
+    # copy into struct c that carried it here.
+    assert c["fallbacks"][0]["origin"] == {
+        "reason": "nonconst-store", "value": "param: p", "file": "a.c", "line": 30,
+        "function": "set2", "slot": ["struct b", "cb"]}
     assert c["targets"] == ["cb_default", "cb_init", "cb_param"]
     assert metrics["value_flows"] == 2
 
@@ -1039,7 +1055,7 @@ def test_record_cast_with_layouts_untrusts_only_overlapped_slots():
     _, _, sites, _ = run(doc)
     s = site_of(sites, "a->fn")
     assert s["resolution"] == "type" and s["targets"] == ["fa", "fdecoy", "fk"]
-    assert s["fallbacks"] == [{"layer": ["struct A", "fn"], "reason": "record-cast"}]
+    assert bare(s["fallbacks"]) == [{"layer": ["struct A", "fn"], "reason": "record-cast"}]
     k = site_of(sites, "a->keep")
     assert k["resolution"] == "field" and k["targets"] == ["fk"] and k["fallbacks"] == []
     # The same cast moved off the object ('(struct B *)(a + 1)') reads nothing as two records.
@@ -1183,4 +1199,36 @@ def test_union_overlays_seen_differently_by_two_tus_keep_every_leaf():
     linked, _, sites, _ = run(a, b)
     assert len(linked["layouts"][key]["leaves"]) == 3
     s = site_of(sites, "map->ops->lookup")
-    assert s["fallbacks"] == [{"layer": ["struct map", "ops"], "reason": "union-overlay"}]
+    assert bare(s["fallbacks"]) == [{"layer": ["struct map", "ops"], "reason": "union-overlay"}]
+
+
+def test_fallback_origin_of_a_record_tainted_through_the_record_embedding_it():
+    """::
+
+      struct inner { void (*fn)(void); };  struct outer { struct inner in; };
+      struct outer o1 = { .in = { .fn = fi } };           // outer embeds inner
+      void pun(struct outer *o) { ((struct other *)o)->x = 0; }
+      void use(struct inner *i) { i->fn(); }
+
+    The cast taints struct outer whole, and with it the struct inner inside it: the site's
+    fallback names the cast, the record it was on, and the record embedding the slot."""
+    cast = {"from": "struct outer *", "to": "struct other *", "from_record": "struct outer",
+            "to_record": "struct other", "function": "pun", "file": "a.c", "line": 70}
+    doc = tu("a.c", [fn("fi"), fn("use", type="void (struct inner *)",
+                                    calls=[icall(VOID_T, [["struct inner", "fn"]],
+                                                 expr="i->fn")])],
+             objects=[obj("o1", "struct outer",
+                          [([["struct outer", "in"], ["struct inner", "fn"]], F("fi"))])],
+             casts=[cast])
+    _, _, sites, _ = run(doc)
+    s = site_of(sites, "i->fn")
+    assert s["fallbacks"] == [{"layer": ["struct inner", "fn"], "reason": "record-cast",
+                               "origin": {"reason": "record-cast", "file": "a.c", "line": 70,
+                                          "function": "pun",
+                                          "cast": "struct outer * -> struct other *",
+                                          "record": "struct outer",
+                                          "embedded": "struct inner"}}]
+    assert why_lines(s) == [
+        "not narrowed by struct inner.fn: record-cast",
+        "  because of a.c:70 in pun: record-cast [struct outer * -> struct other *] of "
+        "struct outer, which embeds struct inner"]

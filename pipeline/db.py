@@ -34,7 +34,7 @@ from pipeline.graphs import cycles, edge_rows, split_callsite
 if TYPE_CHECKING:
     from pipeline.emit import EmitData
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: icall_sites.why
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,7 +70,8 @@ CREATE TABLE icall_sites (
     id INTEGER PRIMARY KEY,
     caller INTEGER NOT NULL REFERENCES functions(id),
     file TEXT NOT NULL, line INTEGER NOT NULL, col INTEGER,
-    expr TEXT, fn_type TEXT, layers TEXT, resolution TEXT, type_layer_count INTEGER);
+    expr TEXT, fn_type TEXT, layers TEXT, resolution TEXT, type_layer_count INTEGER,
+    why TEXT);                         -- JSON: the resolver's fallbacks and their origins
 CREATE TABLE icall_targets (
     site INTEGER NOT NULL REFERENCES icall_sites(id),
     target INTEGER NOT NULL REFERENCES functions(id),
@@ -117,6 +118,12 @@ def _b(v: Any) -> int | None:
 
 def _json(v: Any) -> str | None:
     return None if v is None else json.dumps(v, sort_keys=True)
+
+
+def why_wide(site: dict[str, Any]) -> dict[str, Any] | None:
+    """What kept an indirect call site from being narrowed further (None: nothing did)."""
+    why = {k: site[k] for k in ("fallbacks", "base_untrusted") if site.get(k)}
+    return why or None
 
 
 def write_database(path: Path, data: EmitData) -> dict[str, int]:
@@ -196,9 +203,9 @@ def _fill(conn: sqlite3.Connection, data: EmitData) -> dict[str, int]:
     for i, s in enumerate(icalls):
         icall_rows.append((i + 1, num[s["caller"]], s["file"], s["line"], s.get("column"),
                            s.get("expr"), s.get("fn_type"), _json(s.get("layers")),
-                           s.get("resolution"), s.get("type_layer_count")))
+                           s.get("resolution"), s.get("type_layer_count"), _json(why_wide(s))))
         target_rows += [(i + 1, num[t]) for t in sorted(set(s.get("targets") or []))]
-    conn.executemany("INSERT INTO icall_sites VALUES (?,?,?,?,?,?,?,?,?,?)", icall_rows)
+    conn.executemany("INSERT INTO icall_sites VALUES (?,?,?,?,?,?,?,?,?,?,?)", icall_rows)
     conn.executemany("INSERT INTO icall_targets VALUES (?,?)", target_rows)
 
     def child(table: str, pairs: Iterable[tuple[int, str]]) -> None:

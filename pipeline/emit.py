@@ -39,7 +39,7 @@ from pipeline.fsutil import KcgError, atomic_write_bytes, atomic_write_text, rea
 from pipeline.graphs import dot_quote, load_graph, load_simple_graph, sorted_edges
 from pipeline.runner import Context, Stage, StageResult, file_fingerprint
 
-EMIT_VERSION = 1  # bump when the emitted files change for the same inputs
+EMIT_VERSION = 2  # bump when the emitted files change for the same inputs (2: icall_sites.why)
 
 REQUIRED = {  # input file -> the stage that writes it
     "graph.json.gz": "resolve",

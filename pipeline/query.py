@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipeline import resolve
 from pipeline.db import open_database
 from pipeline.fsutil import KcgError
 
@@ -328,7 +329,9 @@ class Query:
                           "column": s["col"], "expr": s["expr"], "fn_type": s["fn_type"],
                           "layers": json.loads(s["layers"]) if s["layers"] else [],
                           "resolution": s["resolution"],
-                          "type_layer_count": s["type_layer_count"], "targets": targets})
+                          "type_layer_count": s["type_layer_count"],
+                          "why": json.loads(s["why"]) if s["why"] else None,
+                          "targets": targets})
         return {"query": "icall", "location": loc, "sites": sites}
 
     def roots(self) -> dict[str, Any]:
@@ -408,6 +411,7 @@ def format_text(res: dict[str, Any]) -> str:
                       "  layers:     " + (" <- ".join(f"{r}.{f}" for r, f in s["layers"]) or "-"),
                       f"  resolution: {s['resolution']} ({len(s['targets'])} targets; "
                       f"type layer alone: {s['type_layer_count']})"]
+            lines += [f"  {w}" for w in resolve.why_lines(s.get("why"))]
             lines += [f"    {t['id']}  {t['file']}:{t['line']}" for t in s["targets"]]
     elif q == "roots":
         lines.append(f"{'max stack':>10}  {'bounded':8} {'kind':7} {'reach':>6}  root")

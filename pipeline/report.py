@@ -36,10 +36,12 @@ import networkx as nx
 from pipeline.annotate import M_BPF
 from pipeline.fsutil import _UMASK, atomic_write_text
 from pipeline.graphs import cycles, dot_quote, iter_bits, reach, reached_by
+from pipeline.resolve import why_lines
 
 if TYPE_CHECKING:
     from pipeline.emit import EmitData
 
+WIDEST_LISTED = 25  # indirect call sites on the index page, widest first
 MAX_LISTED = 200  # rows of a per-root list (unresolved sites, unknown frames) before "and N more"
 MAX_MARKERS = 12  # unresolved-call markers drawn per graph
 OVER_BUDGET = "over the time budget"
@@ -477,10 +479,45 @@ def index_html(data: EmitData, infos: dict[str, RootInfo]) -> str:
             f'<td class="num" data-sort="{len(info.unresolved)}">{len(info.unresolved)}</td>'
             f'<td class="num" data-sort="{nprog}">{nprog}</td></tr>')
     body.append("</tbody></table>")
+    body += widest_sites_html(data)
     extra = _flatten({"indirect calls": data.metrics or {}, "frames": data.frames_match or {}})
     if extra:
         body += ["<h2>Metrics</h2>", _kv_table(extra, "metrics")]
     return _page(title, body, SORT_JS)
+
+
+def widest_sites(data: EmitData, limit: int = WIDEST_LISTED) -> list[dict[str, Any]]:
+    """The indirect call sites in functions the roots reach with the most targets: where the
+    reachable sets fan out, so where precision (or a kernel change) matters most."""
+    cg = data.callgraph
+    reached = [s for s in data.icalls if s["caller"] in cg and len(s.get("targets") or ()) > 1]
+    reached.sort(key=lambda s: (-len(s["targets"]), s["file"], s["line"], s.get("column") or 0))
+    return reached[:limit]
+
+
+def widest_sites_html(data: EmitData) -> list[str]:
+    sites = widest_sites(data)
+    if not sites:
+        return []
+    body = ["<h2>Widest indirect calls the roots reach</h2>",
+            "<p>Each row is one call through a function pointer, with the rule that gave its "
+            "targets and, where the resolver could not narrow further, why: the fact where "
+            "an untrusted value entered. <code>kcg query icall FILE:LINE</code> lists the "
+            "targets.</p>",
+            '<table class="wide"><thead><tr><th>Location</th><th>In function</th><th>Call</th>'
+            '<th>Targets</th><th>Type layer</th><th>Rule</th><th>Why not narrower</th>'
+            "</tr></thead><tbody>"]
+    for s in sites:
+        why = why_lines({k: s.get(k) for k in ("fallbacks", "base_untrusted")})
+        body.append(
+            f"<tr><td>{esc(s['file'])}:{esc(s['line'])}:{esc(s.get('column'))}</td>"
+            f"<td><code>{esc(s['caller'])}</code></td><td><code>{esc(s.get('expr'))}</code></td>"
+            f'<td class="num">{len(s["targets"])}</td>'
+            f'<td class="num">{esc(s.get("type_layer_count"))}</td>'
+            f"<td>{esc(s.get('resolution'))}</td>"
+            f"<td>{'<br>'.join(esc(w) for w in why) or '–'}</td></tr>")
+    body.append("</tbody></table>")
+    return body
 
 
 LEGEND = (

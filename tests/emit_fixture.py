@@ -206,7 +206,8 @@ def _icalls(variant: str) -> list[dict[str, Any]]:
          "layers": [["struct bpf_map_ops", "map_update_elem"], ["struct bpf_map", "ops"]],
          "resolution": "field",
          "targets": [f"array_map_update_elem@{AM}", f"htab_map_update_elem@{HT}"],
-         "type_layer_count": 4},
+         "type_layer_count": 4,
+         "fallbacks": [{"layer": ["struct bpf_map", "ops"], "reason": "opaque-object"}]},
         {"caller": "____bpf_loop@kernel/bpf/bpf_iter.c", "file": "kernel/bpf/bpf_iter.c",
          "line": 742, "column": 9,
          "expr": "((bpf_callback_t)callback_fn)(i, (u64)(long)callback_ctx, 0, 0, 0)",
@@ -227,7 +228,13 @@ def _icalls(variant: str) -> list[dict[str, Any]]:
          "expr": "file->f_op->read(file, buf, count, pos)",
          "fn_type": "ssize_t (struct file *, char *, size_t, loff_t *)",
          "layers": [["struct file_operations", "read"], ["struct file", "f_op"]],
-         "resolution": "type", "targets": ["seq_read"], "type_layer_count": 1},
+         "resolution": "type", "targets": ["seq_read"], "type_layer_count": 1,
+         # why resolve could not narrow it, as icalls.json says (kcg query icall shows it)
+         "fallbacks": [{"layer": ["struct file", "f_op"], "reason": "flow-from-untrusted",
+                        "origin": {"reason": "nonconst-store", "value": "call",
+                                   "file": "fs/inode.c", "line": 2300,
+                                   "function": "init_special_inode",
+                                   "slot": ["struct inode", "i_fop"]}}]},
     ]
 
 

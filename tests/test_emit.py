@@ -199,18 +199,20 @@ def test_sqlite_holds_the_full_graph(out_a: Path) -> None:
 
     icalls = read_json(out_a / "icalls.json")
     sites = _rows(conn, "SELECT id, caller, file, line, col, expr, fn_type, layers, resolution,"
-                  " type_layer_count FROM icall_sites")
+                  " type_layer_count, why FROM icall_sites")
     assert len(sites) == len(icalls)
     got = {}
-    for sid, caller, file, line, col, expr, fn_type, layers, res, tlc in sites:
+    for sid, caller, file, line, col, expr, fn_type, layers, res, tlc, why in sites:
         targets = sorted(byid[t] for (t,) in _rows(
             conn, "SELECT target FROM icall_targets WHERE site = ?", sid))
         got[(file, line, col)] = {"caller": byid[caller], "file": file, "line": line,
                                   "column": col, "expr": expr, "fn_type": fn_type,
                                   "layers": json.loads(layers), "resolution": res,
-                                  "targets": targets, "type_layer_count": tlc}
+                                  "targets": targets, "type_layer_count": tlc,
+                                  **(json.loads(why) if why else {})}
     assert got == {(s["file"], s["line"], s["column"]): {**s, "targets": sorted(s["targets"])}
                    for s in icalls}
+    assert sum(1 for s in sites if s[-1]) == 2  # the two fixture sites with fallbacks
 
     roots = read_json(out_a / "roots.json")
     rows = {byid[r[0]]: r[1:] for r in _rows(
@@ -319,6 +321,18 @@ def test_index_lists_roots_deepest_first(out_a: Path) -> None:
     assert "http://" not in text and "https://" not in text  # nothing fetched from a network
     for r in roots:
         assert (out_a / "report" / "roots" / f"{r['id']}.html").is_file()
+
+
+def test_index_lists_the_widest_indirect_calls(out_a: Path) -> None:
+    text = (out_a / "report" / "index.html").read_text()
+    table = text.split("<h2>Widest indirect calls the roots reach</h2>", 1)[1]
+    table = table.split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>([^<]+)</td>", table)
+    # sites in functions the roots reach with more than one target, widest first; vfs_read
+    # (one target) is not one
+    assert rows == ["kernel/bpf/helpers.c:41:9", "kernel/bpf/helpers.c:47:9"]
+    assert "not narrowed by struct bpf_map.ops: opaque-object" in table
+    assert "vfs_read" not in table
 
 
 def test_root_pages_escape_mark_and_draw(out_a: Path) -> None:

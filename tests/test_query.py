@@ -168,6 +168,10 @@ def test_icall_sites(q: Query, out: Path) -> None:
             assert [t["id"] for t in got["targets"]] == sorted(site["targets"])
             assert got["resolution"] == site["resolution"]
             assert got["layers"] == site["layers"]
+    (vfs,) = q.icall("fs/read_write.c:468")["sites"]
+    assert vfs["why"] == {"fallbacks": [site for site in read_json(out / "icalls.json")
+                                        if site["caller"] == "vfs_read"][0]["fallbacks"]}
+    assert q.icall("helpers.c:41")["sites"][0]["why"] is None  # narrowed by every layer
     with pytest.raises(KcgError, match=r"nearby are at kernel/bpf/helpers.c:41"):
         q.icall("helpers.c:40")
     with pytest.raises(KcgError, match="FILE:LINE"):
@@ -214,6 +218,12 @@ def test_cli_text_and_json(out: Path, capsys: pytest.CaptureFixture[str]) -> Non
                  ["stack", "bpf_obj_drop_impl"]):
         assert main(["query", "--db", db, *what]) == 0
         assert capsys.readouterr().out.strip()
+    # why a site is not narrower: the fallback, and where the untrusted value entered
+    assert main(["query", "--db", db, "icall", "read_write.c:468"]) == 0
+    text = capsys.readouterr().out
+    assert "  not narrowed by struct file.f_op: flow-from-untrusted\n    because of " \
+           "fs/inode.c:2300 in init_special_inode: nonconst-store (call) into " \
+           "struct inode.i_fop\n    seq_read" in text, text
     assert main(["query", "--db", db, "stack", "no_such_fn"]) == 2
     assert "no function 'no_such_fn'" in capsys.readouterr().err
     assert main(["query", "--db", db, "path", "bpf_loop"]) == 2

@@ -177,7 +177,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 13  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 14  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -1079,15 +1079,17 @@ class Resolver:
         trusted = 0
         for j, lay in enumerate(layers):
             why = self.layer_untrusted(lay)
+            why_key: tuple[str, Any] = ("layer", lay)
             if why is None and j > 0:
-                why = self.escaped_untrusted.get(escaped_record_var(layers[j - 1][0]))
+                why_key = ("var", escaped_record_var(layers[j - 1][0]))
+                why = self.escaped_untrusted.get(why_key[1])
                 why = "escaped-" + why if why else None
             if why is None:
                 why = self.slot_unseen(lay, bool(site.get("slot_fnptr"))) if j == 0 else \
                     self.link_unseen(lay, layers[j - 1][0])
             if why:
                 fallbacks.append({"layer": list(lay), "reason": why,
-                                  **self._origin_entry(("layer", lay), why)})
+                                  **self._origin_entry(why_key, why)})
                 self.counts[f"fallback:{why}"] += 1
                 break
             trusted += 1
@@ -1106,16 +1108,19 @@ class Resolver:
                 if why not in ("layer-untrusted", "slot-type-mismatch"):
                     # Not when a layer's fallback says why already, nor when the values are
                     # only of another record (a parameter nothing passes anything to).
-                    base_untrusted = {"reason": why,
-                                      **self._origin_entry(("var", base["id"]), why)}
+                    why_key = ("var", escaped_record_var(layers[-1][0]) if
+                               why.startswith("escaped-") else base["id"])
+                    base_untrusted = {"reason": why, **self._origin_entry(why_key, why)}
         elif base.get("kind") in VAR_BASES and base.get("id"):
             if trusted < len(layers):
                 fallbacks.append({"var": base["id"], "reason": "layer-untrusted"})
             else:
                 why = self.var_untrusted(base["id"], layers[-1][0] if layers else None)
                 if why:
+                    why_key = ("var", escaped_record_var(layers[-1][0]) if
+                               why.startswith("escaped-") else base["id"])
                     fallbacks.append({"var": base["id"], "reason": why,
-                                      **self._origin_entry(("var", base["id"]), why)})
+                                      **self._origin_entry(why_key, why)})
                     self.counts[f"fallback:{why}"] += 1
                 else:
                     root = base["id"]
@@ -1130,10 +1135,11 @@ class Resolver:
         else:
             confined = None
             rule = "type"
-        if confined is not None and (why := self.escaped_untrusted.get(
-                f"{ESCAPED_PREFIX}fn:{canon_type(site.get('fn_type'))}")):
+        escaped_fn = f"{ESCAPED_PREFIX}fn:{canon_type(site.get('fn_type'))}"
+        if confined is not None and (why := self.escaped_untrusted.get(escaped_fn)):
             # Some unnamed slot of this type got a value nothing follows (a '*fnp = v').
-            fallbacks.append({"reason": "escaped-" + why})
+            fallbacks.append({"reason": "escaped-" + why,
+                              **self._origin_entry(("var", escaped_fn), "escaped-" + why)})
             self.counts[f"fallback:escaped-{why}"] += 1
             confined, rule = None, "type"
         if confined is not None and self.wild:
@@ -1174,15 +1180,16 @@ class Resolver:
         return entry
 
     def _origin_entry(self, key: tuple[str, Any], why: str) -> dict[str, Any]:
-        """``{"origin": ...}`` for a fallback whose reason is a taint (else nothing): the
-        fact where the untrusted value entered, which may be far from the site."""
-        if why.startswith("escaped-") or why.startswith("pseudo") or why in STRUCTURAL_REASONS:
-            return {}  # no source fact to name (yet): the reason is about shapes
+        """``{"origin": ...}`` for a fallback whose reason is a taint of ``key`` (a slot, a
+        variable, or the pseudo-variable of escaped stores): the fact where the untrusted
+        value entered, which may be far from the site.  Nothing for a reason about the shape
+        of the facts, or when the origin would only repeat the fallback."""
+        if why in STRUCTURAL_REASONS:
+            return {}
         root = self.taint_root(key)
-        if root is None or root == {"reason": why, key[0] if key[0] == "var" else "slot":
-                                    key[1] if key[0] == "var" else list(key[1])}:
-            return {}  # nothing the reason and the fallback's own slot do not say
-        return {"origin": root}
+        own = {"reason": why.removeprefix("escaped-"),
+               **({"var": key[1]} if key[0] == "var" else {"slot": list(key[1])})}
+        return {} if root is None or root == own else {"origin": root}
 
     @staticmethod
     def _entry(site: dict[str, Any], rule: str, targets: set[str], type_count: int,

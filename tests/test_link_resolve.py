@@ -1232,3 +1232,24 @@ def test_fallback_origin_of_a_record_tainted_through_the_record_embedding_it():
         "not narrowed by struct inner.fn: record-cast",
         "  because of a.c:70 in pun: record-cast [struct outer * -> struct other *] of "
         "struct outer, which embeds struct inner"]
+
+
+def test_fallback_origin_of_an_escaped_store():
+    """::
+
+      void put(struct map_ops **pp, struct box *b) { *pp = b->priv; }   // no slot named
+      void *lookup(struct map *map, void *k) { return map->ops->lookup(map, k); }
+
+    A value nothing follows, stored where no fact names the slot, leaves every layer that
+    holds a ``struct map_ops`` pointer unconfined (here ``struct map.ops``): the fallback
+    points at that store."""
+    esc = {"target": {"escaped": True, "record": "struct map_ops"},
+           "value": NC("other", ""), "function": "put", "file": "b.c", "line": 7}
+    doc = map_tu(extra_stores=[esc])
+    _, _, sites, _ = run(doc)
+    s = site_of(sites, "map->ops->lookup")
+    assert s["fallbacks"] == [{"layer": ["struct map", "ops"],
+                               "reason": "escaped-nonconst-store",
+                               "origin": {"reason": "nonconst-store", "value": "other",
+                                          "file": "b.c", "line": 7, "function": "put",
+                                          "var": "escaped:record:struct map_ops"}}]

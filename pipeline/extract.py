@@ -37,7 +37,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 32
+EXTRACTOR_VERSION = 33
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -480,6 +480,30 @@ def symbol_get_name(call: ci.Cursor) -> str | None:
         return None
     name = arg.spelling.strip('"')
     return name if _IDENT_RE.fullmatch(name) else None
+
+
+def generic_selected(c: ci.Cursor) -> list[ci.Cursor]:
+    """The functions a ``_Generic`` selection in callee position can stand for.
+
+    ``_Generic(x, T1: f1, T2: f2)(x)`` calls one function picked at compile time by x's
+    type: a direct call.  The selection has the type of the association it picked, so the
+    candidates are the associated functions of exactly that type (one, unless two share it;
+    the controlling expression, the first child, is not evaluated).  Linux 6.12 uses it in
+    dev_fwnode() (include/linux/property.h), interface_to_usbdev() (include/linux/usb.h)
+    and i915's *_PARAMS_FOR_EACH debugfs helpers; 6.1 has none of those in callee position.
+    Empty when the selection is not a function designator (``_Generic(x, ...: fp)``).
+    """
+    if c.kind != K.GENERIC_SELECTION_EXPR:
+        return []
+    want = c.type.get_canonical().spelling
+    out = []
+    for assoc in children(c)[1:]:
+        a = strip(assoc)
+        if a.kind == K.DECL_REF_EXPR and a.referenced is not None and \
+                a.referenced.kind == K.FUNCTION_DECL and \
+                a.referenced.type.get_canonical().spelling == want:
+            out.append(a.referenced)
+    return out
 
 
 def _unqualified(t: ci.Type) -> str:
@@ -1657,6 +1681,7 @@ class FunctionWalker:
         if k == K.CALL_EXPR:
             self.call(c)
             kids = children(c)
+            chosen: list[ci.Cursor] = []
             if kids:
                 callee = strip(kids[0])
                 while callee.kind == K.UNARY_OPERATOR:
@@ -1664,11 +1689,16 @@ class FunctionWalker:
                     if not inner:
                         break
                     callee = strip(inner[0])
-                # The callee of a direct call is not an address-taken use of it.
+                chosen = generic_selected(callee)
+                # The callee of a direct call is not an address-taken use of it, nor are a
+                # _Generic's associations (one is called, the others are not used at all).
                 if not (callee.kind == K.DECL_REF_EXPR and callee.referenced is not None and
-                        callee.referenced.kind == K.FUNCTION_DECL):
+                        callee.referenced.kind == K.FUNCTION_DECL) and not chosen:
                     self.visit(kids[0], c)
-            ref = c.referenced
+            for other in chosen[1:]:
+                # Two associations of the selected type: each may be the one called.
+                self.args(other, self.ex.fn_ident(other)[0], kids[1:])
+            ref = chosen[0] if chosen else c.referenced
             if (ref is None or ref.kind != K.FUNCTION_DECL) and kids and \
                     callee.kind == K.DECL_REF_EXPR and callee.referenced is not None and \
                     callee.referenced.kind == K.FUNCTION_DECL:
@@ -1901,34 +1931,11 @@ class FunctionWalker:
         site = {"file": f, "line": line, "col": col, "expr": _expr_text(self.ex, callee_expr)}
         if target.kind == K.DECL_REF_EXPR and target.referenced is not None and \
                 target.referenced.kind == K.FUNCTION_DECL:
-            ref = target.referenced
-            name = ref.spelling
-            if name.startswith(("__builtin_", "__sync_", "__atomic_")) or \
-                    _COMPILETIME_ASSERT_RE.fullmatch(name):
-                return
-            if name.startswith("__SCT__"):
-                # static_call(x)(...) calls the trampoline __SCT__x, which jumps to whatever
-                # __SCK__x.func holds: DEFINE_STATIC_CALL's initial function, then each
-                # static_call_update(x, f) (include/linux/static_call.h, since 5.10).
-                fn_t = _fn_type_of_pointer(ref.type)
-                self.fn["calls"].append({
-                    "kind": "indirect", "fn_type": fn_t.spelling if fn_t is not None else "?",
-                    "layers": [], "base": {"kind": "static_call", "id": "__SCK__" + name[7:],
-                                           "name": name[7:]},
-                    "subscript": False, **site})
-                return
-            if name == "__static_call_update":
-                self._static_call_update(kids)
-            fid = self.ex.fn_ident(ref)[0]
-            direct = {"kind": "direct", "callee": fid, "name": name, **site}
-            args = kids[1:]
-            offsets = {str(i): off for i in self.ex.size_params(ref) if i < len(args)
-                       and (off := self.ex.offsetof_layer(args[i])) is not None}
-            if offsets:
-                direct["offsetof_args"] = offsets
-            self.fn["calls"].append(direct)
-            if self.is_proto_fn and _canon(ref.result_type) == PROTO_TYPE:
-                self._proto_call_id(fid)
+            self._direct_call(target.referenced, kids, site)
+            return
+        if chosen := generic_selected(target):
+            for ref in chosen:
+                self._direct_call(ref, kids, site)
             return
         fn_t = _fn_type_of_pointer(callee_expr.type) or _fn_type_of_pointer(target.type)
         layers, base = self.ex.chain(target)
@@ -1945,6 +1952,36 @@ class FunctionWalker:
             self.local_calls.append((call, base["hash"]))
         if len(layers) >= 2 and base.get("kind") in ("local", "param"):
             self.path_calls.append((call, c, target))
+
+    def _direct_call(self, ref: ci.Cursor, kids: list[ci.Cursor], site: dict[str, Any]) -> None:
+        """A call of the function ``ref`` (a static call's trampoline is an indirect call)."""
+        name = ref.spelling
+        if name.startswith(("__builtin_", "__sync_", "__atomic_")) or \
+                _COMPILETIME_ASSERT_RE.fullmatch(name):
+            return
+        if name.startswith("__SCT__"):
+            # static_call(x)(...) calls the trampoline __SCT__x, which jumps to whatever
+            # __SCK__x.func holds: DEFINE_STATIC_CALL's initial function, then each
+            # static_call_update(x, f) (include/linux/static_call.h, since 5.10).
+            fn_t = _fn_type_of_pointer(ref.type)
+            self.fn["calls"].append({
+                "kind": "indirect", "fn_type": fn_t.spelling if fn_t is not None else "?",
+                "layers": [], "base": {"kind": "static_call", "id": "__SCK__" + name[7:],
+                                       "name": name[7:]},
+                "subscript": False, **site})
+            return
+        if name == "__static_call_update":
+            self._static_call_update(kids)
+        fid = self.ex.fn_ident(ref)[0]
+        direct = {"kind": "direct", "callee": fid, "name": name, **site}
+        args = kids[1:]
+        offsets = {str(i): off for i in self.ex.size_params(ref) if i < len(args)
+                   and (off := self.ex.offsetof_layer(args[i])) is not None}
+        if offsets:
+            direct["offsetof_args"] = offsets
+        self.fn["calls"].append(direct)
+        if self.is_proto_fn and _canon(ref.result_type) == PROTO_TYPE:
+            self._proto_call_id(fid)
 
     def _static_call_update(self, kids: list[ci.Cursor]) -> None:
         """``__static_call_update(&__SCK__x, tramp, f)``: f now flows into the key's func."""

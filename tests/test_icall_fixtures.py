@@ -314,6 +314,15 @@ def test_calls_inside_a_statement_expression_are_direct_edges(out):
     assert {"compute@params.c", "note_it@params.c"} <= set(g.successors("stmt_expr_user"))
 
 
+def test_generic_selection_in_callee_position_is_a_direct_call(out, sites):
+    g = nx.node_link_graph(read_json(out / "graph.json.gz"), edges="edges")
+    assert set(g.successors("generic_user")) == {"gsel_mut"}
+    assert not [k for k in sites if k[0] == "generic_user"]  # no indirect site
+    with gzip.open(out / "linked.json.gz", "rt") as fh:
+        taken = {at["id"] for at in json.load(fh)["address_taken"]}
+    assert not taken & {"gsel_mut", "gsel_const"}
+
+
 def test_rcu_dereference_of_a_function_pointer(sites):
     # A function-pointer local declared without initializer: its type's parameter is no
     # initializer; its one definition is the statement expression's local.

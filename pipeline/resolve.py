@@ -172,12 +172,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline import tracepoints
+from pipeline import static_calls, tracepoints
 from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 14  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 15  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -507,6 +507,10 @@ class Resolver:
         self._memo: dict[tuple[Path_, str | None], frozenset[str]] = {}
         self._by_params: dict[str, frozenset[str]] | None = None
         self._direct_edges = linked["direct_edges"]
+        self._lsm_hooks: dict[str, set[str]] | None = None
+        # Some code re-points static calls through a key no fact names: none is confined.
+        self.static_call_unknown = static_calls.unknown_updaters(
+            self._direct_edges, self.static_call_updaters)
         self._tp_probes: dict[str, set[str]] | None = None
         self._tp_unknown: list[str] = []
         self._tp_register_vars: dict[str, list[str]] = {}
@@ -620,6 +624,7 @@ class Resolver:
         self.failed_tus = bool(linked.get("failed_tus"))
         self.called_from_outside = outside_callers(linked)
         self.offsetof_params: dict[str, dict[str, Any]] = linked.get("offsetof_params") or {}
+        self.static_call_updaters: set[str] = set()  # functions whose updates name their key
         for st in linked["stores"]:
             target = st.get("target") or {}
             value = st.get("value") or {}
@@ -632,6 +637,8 @@ class Resolver:
             elif target.get("var"):
                 tkey = ("var", target["var"])
                 self.var_stored.add(target["var"])
+                if target.get("static_call"):
+                    self.static_call_updaters.add(st.get("function") or "")
                 vals = self.root[target["var"]]
                 if target.get("param") and (why := self.param_callers_unknown(target["var"])):
                     self._taint(tkey, why, {"reason": why, "var": target["var"]})
@@ -1273,10 +1280,15 @@ class Resolver:
         key = site["base"]["id"]
         params = self.params_layer(site.get("fn_type"))
         why = self.var_taint.get(key)
+        if why is None and self.static_call_unknown:
+            why = "static-call-unknown-updater"
         probes: frozenset[str] = frozenset()
+        lsm = static_calls.LSM_KEY_RE.match(key)
         if why is None and key.startswith(tracepoints.KEY_PREFIX):
             probes, why = self.tracepoint_probes(key[len(tracepoints.KEY_PREFIX):])
-        if why is None and key not in self.objects and key not in self.var_stored:
+        elif why is None and lsm:
+            probes, why = self.lsm_hook_probes(lsm.group(1))
+        if why is None and not lsm and key not in self.objects and key not in self.var_stored:
             why = "opaque-var"
         if why:
             self.counts[f"fallback:{why}"] += 1
@@ -1285,7 +1297,30 @@ class Resolver:
         # The key's functions are the targets as they are: no type filter (see params_layer);
         # functions stored where the facts cannot say (wild) may be there too.
         targets = set(self.static_call_funcs(key)) | ((probes | self.wild) & params)
+        if static_calls.DISPATCHER_KEY_RE.match(key):
+            # bpf_dispatcher_update() points the key at the JITed dispatcher image, which
+            # calls the attached programs (pipeline.static_calls).
+            targets.add(BPF_PROGRAM_NODE)
+            self.counts["bpf-dispatcher"] += 1
         return self._entry(site, "var", targets, len(params), 0, [])
+
+    def lsm_hook_probes(self, hook: str) -> tuple[frozenset[str], str | None]:
+        """The functions LSMs register for ``hook`` (Linux 6.12's static-call LSM hooks, see
+        :mod:`pipeline.static_calls`), or why they cannot be known: the hook union or the
+        hook list is written some other way than by ``LSM_HOOK_INIT`` initializers."""
+        union_slot = (static_calls.LSM_HOOK_UNION, "*")
+        list_slot = (static_calls.LSM_HOOK_LIST, "hook")
+        for layer in (union_slot, list_slot):
+            if why := self.layer_untrusted(layer):
+                return frozenset(), why
+        if self._lsm_hooks is None:
+            self._lsm_hooks = static_calls.lsm_hook_functions(self.objects.values())
+        # A run-time store into a hook (no member name kept: every member is one slot)
+        # may be any hook's.
+        stored = self.store_vals.get(union_slot) or Vals()
+        if stored.objs or self.store_vals.get(list_slot):
+            return frozenset(), "lsm-hook-stored"
+        return frozenset(self._lsm_hooks.get(hook, set()) | stored.funcs), None
 
 
 # ---- explaining a site ------------------------------------------------------------------------

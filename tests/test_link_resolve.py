@@ -1253,3 +1253,80 @@ def test_fallback_origin_of_an_escaped_store():
                                "origin": {"reason": "nonconst-store", "value": "other",
                                           "file": "b.c", "line": 7, "function": "put",
                                           "var": "escaped:record:struct map_ops"}}]
+
+
+def lsm_612_doc(*, stored: bool = False, rogue: bool = False) -> dict[str, Any]:
+    """Linux 6.12's LSM hooks as static calls (security/security.c)::
+
+      static struct security_hook_list selinux_hooks[] = {
+          LSM_HOOK_INIT(file_open, selinux_file_open),
+          LSM_HOOK_INIT(task_getpgid, selinux_task_getpgid), };   // same type as file_open's
+      static struct security_hook_list bpf_lsm_hooks[] = {
+          LSM_HOOK_INIT(file_open, bpf_lsm_file_open), };
+      lsm_static_call_init(hl): __static_call_update(scall->key, ..., hl->hook.lsm_func_addr);
+      security_file_open(f): static_call(lsm_static_call_file_open_0)(f) ... _1(f)
+      DEFINE_BPF_DISPATCHER(xdp): static_call(bpf_dispatcher_xdp_call)(ctx, insn, bpf_func)
+      // stored: hl->hook.file_open = evil_open;  rogue: another __static_call_update caller
+    """
+    hook_t = "int (struct file *)"
+    shl, uni = "struct security_hook_list", "union security_list_options"
+    funcs = [fn("selinux_file_open", "s.c", linkage="internal", type=hook_t),
+             fn("selinux_task_getpgid", "s.c", linkage="internal", type=hook_t),
+             fn("bpf_lsm_file_open", type=hook_t), fn("evil_open", type=hook_t),
+             fn("bpf_dispatcher_nop_func", "bpf.h", linkage="internal",
+                type="unsigned int (const void *, const void *)"),
+             fn("__static_call_update", type="void (void *, void *, void *)"),
+             fn("lsm_static_call_init", calls=[dcall("__static_call_update")]),
+             fn("bpf_dispatcher_update", calls=[dcall("__static_call_update")]),
+             fn("security_file_open", type=hook_t, calls=[
+                 _static_call_site("lsm_static_call_file_open_0", hook_t, 20),
+                 _static_call_site("lsm_static_call_file_open_1", hook_t, 21)]),
+             fn("xdp_run", calls=[_static_call_site(
+                 "bpf_dispatcher_xdp_call", "unsigned int (const void *, const void *)", 30)])]
+    if rogue:
+        funcs.append(fn("rogue", calls=[dcall("__static_call_update")]))
+    key = "struct static_call_key"
+    objects = [
+        obj("selinux_hooks@s.c", f"{shl}[2]", [
+            ([["[]", 0], [shl, "hook"], [uni, "file_open"]], F("selinux_file_open@s.c")),
+            ([["[]", 1], [shl, "hook"], [uni, "task_getpgid"]], F("selinux_task_getpgid@s.c"))]),
+        obj("bpf_lsm_hooks", f"{shl}[1]", [
+            ([["[]", 0], [shl, "hook"], [uni, "file_open"]], F("bpf_lsm_file_open"))]),
+        obj("__SCK__bpf_dispatcher_xdp_call", key,
+            [([[key, "func"]], F("bpf_dispatcher_nop_func@bpf.h"))])]
+    stores = [store(F("evil_open"), layers=[[uni, "file_open"], [shl, "hook"]])] if stored else []
+    return tu("a.c", funcs, objects=objects, stores=stores, taken=["evil_open"])
+
+
+def test_lsm_static_calls_reach_the_functions_registered_for_their_hook():
+    _, _, sites, _ = run(lsm_612_doc())
+    for line in (20, 21):
+        s = [x for x in sites if x["line"] == line][0]
+        # file_open's registrations, not task_getpgid's (same type), nor evil_open
+        assert s["targets"] == ["bpf_lsm_file_open", "selinux_file_open@s.c"], s
+        assert s["resolution"] == "var" and s["fallbacks"] == []
+
+
+def test_lsm_hook_written_at_run_time_may_be_any_hooks():
+    # A store keeps no union member name (every member is one slot): the function stored
+    # may sit under any hook, so every hook's keys get it.
+    _, _, sites, _ = run(lsm_612_doc(stored=True))
+    s = [x for x in sites if x["line"] == 20][0]
+    assert s["targets"] == ["bpf_lsm_file_open", "evil_open", "selinux_file_open@s.c"]
+    assert s["fallbacks"] == []
+
+
+def test_bpf_dispatcher_static_call_reaches_bpf_programs():
+    _, _, sites, metrics = run(lsm_612_doc())
+    s = [x for x in sites if x["line"] == 30][0]
+    assert s["targets"] == ["bpf-program", "bpf_dispatcher_nop_func@bpf.h"]
+    assert metrics["fallbacks"]["bpf-dispatcher"] == 1
+
+
+def test_static_call_updated_by_an_unknown_key_confines_nothing():
+    _, _, sites, metrics = run(lsm_612_doc(rogue=True))
+    for line in (20, 30):
+        s = [x for x in sites if x["line"] == line][0]
+        assert s["fallbacks"][0]["reason"] == "static-call-unknown-updater", s
+        assert s["resolution"] == "type"
+    assert metrics["fallbacks"]["fallback:static-call-unknown-updater"] == 3

@@ -37,7 +37,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 33
+EXTRACTOR_VERSION = 34
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -1375,6 +1375,14 @@ class Extractor:
                         return self.values(ik[0])
                 if (v := self.offset_read(e, inner)) is not None:
                     return [v]
+                if inner.type.get_canonical().kind == TK.POINTER and \
+                        inner.type.get_canonical().get_pointee().get_canonical().kind in (
+                            TK.FUNCTIONPROTO, TK.FUNCTIONNOPROTO):
+                    # '*fp' of a function pointer is the function it points to, which
+                    # decays back to fp: 6.12's update_static_calls() does
+                    # 'static_call_update(apic_call_eoi, *apic->eoi)'
+                    # (arch/x86/kernel/apic/init.c).
+                    return self.values(inner)
             if op == UO_ADDROF and kids:
                 inner = strip(kids[0])
                 if inner.kind == K.COMPOUND_LITERAL_EXPR:

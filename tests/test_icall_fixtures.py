@@ -323,6 +323,11 @@ def test_generic_selection_in_callee_position_is_a_direct_call(out, sites):
     assert not taken & {"gsel_mut", "gsel_const"}
 
 
+def test_dereferenced_function_pointer_is_the_function(sites):
+    s = sites[("lcall", "lhook")]
+    assert s["targets"] == ["l_one@params.c"] and s["resolution"] == "var"  # not l_decoy
+
+
 def test_rcu_dereference_of_a_function_pointer(sites):
     # A function-pointer local declared without initializer: its type's parameter is no
     # initializer; its one definition is the statement expression's local.

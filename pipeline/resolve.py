@@ -177,7 +177,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 15  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 16  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -1293,7 +1293,8 @@ class Resolver:
         if why:
             self.counts[f"fallback:{why}"] += 1
             return self._entry(site, "type", set(params), len(params), 0,
-                               [{"var": key, "reason": why}])
+                               [{"var": key, "reason": why,
+                                 **self._origin_entry(("var", key), why)}])
         # The key's functions are the targets as they are: no type filter (see params_layer);
         # functions stored where the facts cannot say (wild) may be there too.
         targets = set(self.static_call_funcs(key)) | ((probes | self.wild) & params)

@@ -37,7 +37,7 @@ from clang import cindex as ci
 
 from pipeline.facts import FACTS_SCHEMA, PathMap, empty_tu, function_id, is_header
 
-EXTRACTOR_VERSION = 34
+EXTRACTOR_VERSION = 35
 
 K = ci.CursorKind
 TK = ci.TypeKind
@@ -225,6 +225,10 @@ def _collect_top(c: ci.Cursor, parent: ci.Cursor, out: _TopLevel) -> int:
         if not _in_wanted_file(c, out) and _raw.clang_Cursor_isNull(
                 _raw.clang_Cursor_getVarDeclInitializer(c)):
             return 1
+    elif kind == _STRUCT_DECL:
+        # A struct the main file defines (Extractor.main_record decides if it matters).
+        if not _raw.clang_isCursorDefinition(c) or not _in_wanted_file(c, out):
+            return 1
     else:
         return 1  # typedefs, records, enums: most of a TU's top level, all headers'
     c._tu = out.tu
@@ -239,6 +243,7 @@ _COLLECT_TOP = _VISITOR(_collect_top)
 # reads it ~10^5 times per TU.  Same result, one list index.
 _KINDS = ci.CursorKind._kinds
 _FUNCTION_DECL, _VAR_DECL = ci.CursorKind.FUNCTION_DECL.value, ci.CursorKind.VAR_DECL.value
+_STRUCT_DECL = ci.CursorKind.STRUCT_DECL.value
 ci.Cursor.kind = property(lambda self: _KINDS[self._kind_id])  # type: ignore[assignment]
 
 _raw.clang_Cursor_isFunctionInlined.argtypes = [ci.Cursor]
@@ -1006,6 +1011,8 @@ class Extractor:
         for c in top:
             if c._kind_id == _FUNCTION_DECL:
                 self.sink["functions"].append(self.function(c))
+            elif c._kind_id == _STRUCT_DECL:
+                self.main_record(c)
             else:
                 self.global_var(c)
         if BTF_TEXT_RE.search(main_text):
@@ -1017,6 +1024,26 @@ class Extractor:
                 at["type"] = self.fn_types.get(at["id"])
         self.doc["header_functions"] = sorted(set(self.doc["header_functions"]))
         return self.doc
+
+    def main_record(self, c: ci.Cursor) -> None:
+        """A struct defined here that embeds a record holding slots as its first member
+        (``struct bpf_arena { struct bpf_map map; ...}``, kernel/bpf/arena.c): its layout.
+
+        Such a record is often private to its file, so the TU that casts it to the record
+        it embeds sees it incomplete (6.12's ``do_misc_fixups``:
+        ``(struct bpf_map *)env->prog->aux->arena``); with the layout from here the cast is
+        judged like any first-member embedding instead of untrusting both records."""
+        t = c.type.get_canonical()
+        first = next(iter(t.get_fields()), None)
+        if first is None or first.get_field_offsetof() != 0:
+            return
+        ft = first.type.get_canonical()
+        if ft.kind != TK.RECORD or not self.has_tracked_fields(ft):
+            return
+        name = self.record_of_type(t)
+        layouts = self.sink["layouts"]
+        if name and not (layouts.get(name) or {}).get("leaves"):
+            layouts[name] = self.layout(t)
 
     def _file_ptr(self, name: str) -> int | None:
         return _raw.clang_getFile(self.tu.obj, name.encode()) or None
@@ -2181,7 +2208,12 @@ class FunctionWalker:
             layouts = self.sink["layouts"]
             for name, t in ((from_rec, from_t), (to_rec, to_t)):
                 if name not in layouts:
-                    layouts[name] = self.ex.layout(t.get_pointee())
+                    rec = t.get_pointee()
+                    lay = self.ex.layout(rec)
+                    if lay is None and \
+                            rec.get_canonical().get_declaration().get_definition() is None:
+                        lay = {"incomplete": True}  # another TU may know it (main_record)
+                    layouts[name] = lay
         self.sink["casts"].append(fact)
 
     def _apply_definite_stores(self, body: ci.Cursor) -> None:

@@ -122,7 +122,10 @@ Cast (between a record pointer and another record pointer / void* / an integer):
   {from: type, to: type, from_record: record|None, to_record: record|None, function: ID|None,
    file, line}
 
-Layout (of both records of every record-to-record cast; ``None`` when incomplete)::
+Layout (of both records of every record-to-record cast; ``{incomplete: true}`` when the TU
+has no definition of the record, ``None`` when it has no fixed layout; and of every struct the
+main file defines that embeds a record holding slots first, ``struct bpf_arena { struct
+bpf_map map; ...}``, for the TUs that cast it incomplete)::
 
   {leaves: [[offset_bits, size_bits, record|None, field|None, tracked: bool, kind]...]}
   Embedded records are opened: a leaf is named by the layer a write to it is recorded under.
@@ -163,8 +166,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-FACTS_SCHEMA = 4  # 2: pseudo-variables for locals, parameters and returns; 3: layouts;
-# 4: leaf kinds, union overlays, copies into any destination and by memcpy
+FACTS_SCHEMA = 5  # 2: pseudo-variables for locals, parameters and returns; 3: layouts;
+# 4: leaf kinds, union overlays, copies into any destination and by memcpy; 5: incomplete
+# layouts, layouts of main-file records that embed another first
 
 
 class PathMap:

@@ -264,8 +264,11 @@ def _merge_layouts(seen: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     """One record's layout as every TU that cast it saw it; None unless they agree on every
     leaf's place and name (an ``#ifdef`` inside a record, or two records given one name, leave
     it unknown).  A leaf is tracked if any TU says so: a pointer to a record that is
-    incomplete in one TU is tracked there, as it may hold function pointers."""
-    if any(lay is None for lay in seen):
+    incomplete in one TU is tracked there, as it may hold function pointers.  A TU where the
+    record is incomplete (``{"incomplete": true}``) says nothing: 6.12's verifier.c casts a
+    ``struct bpf_arena *`` it has no definition of, kernel/bpf/arena.c gives the layout."""
+    seen = [lay for lay in seen if not (lay and lay.get("incomplete"))]
+    if not seen or any(lay is None for lay in seen):
         return None
     places = [tuple(tuple(leaf[:4]) for leaf in lay["leaves"]) for lay in seen]
     if any(p != places[0] for p in places[1:]):

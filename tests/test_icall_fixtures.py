@@ -328,6 +328,13 @@ def test_dereferenced_function_pointer_is_the_function(sites):
     assert s["targets"] == ["l_one@params.c"] and s["resolution"] == "var"  # not l_decoy
 
 
+def test_cast_of_a_record_incomplete_in_the_casting_tu(sites):
+    # cast.c casts a struct aarena * (defined in layout.c only, its struct amap first) to
+    # struct amap *: judged with layout.c's layout, the cast leaves struct amap confined.
+    s = sites[("amap_lookup", "m->ops->lookup")]
+    assert s["targets"] == ["arena_lookup@layout.c"] and s["fallbacks"] == []  # not the decoy
+
+
 def test_rcu_dereference_of_a_function_pointer(sites):
     # A function-pointer local declared without initializer: its type's parameter is no
     # initializer; its one definition is the statement expression's local.

@@ -508,7 +508,7 @@ def widest_sites_html(data: EmitData) -> list[str]:
             '<th>Targets</th><th>Type layer</th><th>Rule</th><th>Why not narrower</th>'
             "</tr></thead><tbody>"]
     for s in sites:
-        why = why_lines({k: s.get(k) for k in ("fallbacks", "base_untrusted")})
+        why = why_lines(s)  # reads the entry's fallbacks and base_untrusted
         body.append(
             f"<tr><td>{esc(s['file'])}:{esc(s['line'])}:{esc(s.get('column'))}</td>"
             f"<td><code>{esc(s['caller'])}</code></td><td><code>{esc(s.get('expr'))}</code></td>"

@@ -177,7 +177,7 @@ from pipeline.fsutil import atomic_write_text, write_json
 from pipeline.link import LINK_VERSION, load_linked, no_gc, write_json_fast
 from pipeline.runner import Context, Stage, StageResult, stage_input_hash
 
-RESOLVE_VERSION = 16  # bump whenever a rule changes: reruns resolve on old outputs
+RESOLVE_VERSION = 17  # bump whenever a rule changes: reruns resolve on old outputs
 GRAPH_FILE = "graph.json.gz"
 ICALLS_FILE = "icalls.json"
 METRICS_FILE = "metrics.json"
@@ -1292,9 +1292,12 @@ class Resolver:
             why = "opaque-var"
         if why:
             self.counts[f"fallback:{why}"] += 1
+            # Only the key's own taint has an origin; a model's reason (tracepoint
+            # registrar, LSM hook store, unknown updater) is said by the reason itself.
+            own = self._origin_entry(("var", key), why) if why == self.var_taint.get(key) \
+                else {}
             return self._entry(site, "type", set(params), len(params), 0,
-                               [{"var": key, "reason": why,
-                                 **self._origin_entry(("var", key), why)}])
+                               [{"var": key, "reason": why, **own}])
         # The key's functions are the targets as they are: no type filter (see params_layer);
         # functions stored where the facts cannot say (wild) may be there too.
         targets = set(self.static_call_funcs(key)) | ((probes | self.wild) & params)
@@ -1319,7 +1322,8 @@ class Resolver:
         # A run-time store into a hook (no member name kept: every member is one slot)
         # may be any hook's.
         stored = self.store_vals.get(union_slot) or Vals()
-        if stored.objs or self.store_vals.get(list_slot):
+        whole = self.store_vals.get(list_slot) or Vals()  # a hook union stored whole
+        if stored.objs or whole.funcs or whole.objs or whole.subs:
             return frozenset(), "lsm-hook-stored"
         return frozenset(self._lsm_hooks.get(hook, set()) | stored.funcs), None
 
@@ -1345,8 +1349,9 @@ def origin_text(o: dict[str, Any]) -> str:
 
 
 def why_lines(why: dict[str, Any] | None) -> list[str]:
-    """The resolver's fallbacks at a site (``{"fallbacks", "base_untrusted"}`` of an icalls
-    entry), each with the fact that caused it: text for ``kcg query`` and the report."""
+    """The resolver's fallbacks at a site (an icalls entry, or callgraph.sqlite's ``why``:
+    its ``fallbacks`` and ``base_untrusted``), each with the fact that caused it: text for
+    ``kcg query`` and the report."""
     if not why:
         return []
     lines = []

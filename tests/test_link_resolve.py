@@ -1255,7 +1255,8 @@ def test_fallback_origin_of_an_escaped_store():
                                           "var": "escaped:record:struct map_ops"}}]
 
 
-def lsm_612_doc(*, stored: bool = False, rogue: bool = False) -> dict[str, Any]:
+def lsm_612_doc(*, stored: bool = False, whole: bool = False,
+                rogue: bool = False) -> dict[str, Any]:
     """Linux 6.12's LSM hooks as static calls (security/security.c)::
 
       static struct security_hook_list selinux_hooks[] = {
@@ -1266,7 +1267,8 @@ def lsm_612_doc(*, stored: bool = False, rogue: bool = False) -> dict[str, Any]:
       lsm_static_call_init(hl): __static_call_update(scall->key, ..., hl->hook.lsm_func_addr);
       security_file_open(f): static_call(lsm_static_call_file_open_0)(f) ... _1(f)
       DEFINE_BPF_DISPATCHER(xdp): static_call(bpf_dispatcher_xdp_call)(ctx, insn, bpf_func)
-      // stored: hl->hook.file_open = evil_open;  rogue: another __static_call_update caller
+      // stored: hl->hook.file_open = evil_open;  whole: hl->hook = *other_hook (an object)
+      // rogue: another __static_call_update caller
     """
     hook_t = "int (struct file *)"
     shl, uni = "struct security_hook_list", "union security_list_options"
@@ -1295,6 +1297,9 @@ def lsm_612_doc(*, stored: bool = False, rogue: bool = False) -> dict[str, Any]:
         obj("__SCK__bpf_dispatcher_xdp_call", key,
             [([[key, "func"]], F("bpf_dispatcher_nop_func@bpf.h"))])]
     stores = [store(F("evil_open"), layers=[[uni, "file_open"], [shl, "hook"]])] if stored else []
+    if whole:
+        objects.append(obj("other_hook", uni, [([[uni, "file_open"]], F("evil_open"))]))
+        stores.append(store(OBJ("other_hook"), layers=[[shl, "hook"]]))
     return tu("a.c", funcs, objects=objects, stores=stores, taken=["evil_open"])
 
 
@@ -1314,6 +1319,14 @@ def test_lsm_hook_written_at_run_time_may_be_any_hooks():
     s = [x for x in sites if x["line"] == 20][0]
     assert s["targets"] == ["bpf_lsm_file_open", "evil_open", "selinux_file_open@s.c"]
     assert s["fallbacks"] == []
+
+
+def test_lsm_hook_union_written_whole_is_not_confined():
+    _, _, sites, _ = run(lsm_612_doc(whole=True))
+    s = [x for x in sites if x["line"] == 20][0]
+    assert s["fallbacks"] == [{"var": "__SCK__lsm_static_call_file_open_0",
+                               "reason": "lsm-hook-stored"}]
+    assert s["resolution"] == "type" and "evil_open" in s["targets"]  # the parameter list's
 
 
 def test_bpf_dispatcher_static_call_reaches_bpf_programs():
